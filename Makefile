@@ -1,0 +1,39 @@
+# beam_seg — `make demo` and `make test` each set everything up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SHARED ?= $(abspath ../shared)
+export BEAM_SEG_MODEL_DIR ?= $(SHARED)/models
+export BEAM_SEG_SHARED ?= $(SHARED)
+DEMO_OUT ?= demo-out
+
+.PHONY: install test demo lint bench clean
+
+# The stamp depends on setup.py, so `make install` is a no-op until the dependencies change.
+$(VENV)/.installed: setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip wheel
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q tests
+
+lint: install
+	$(VENV)/bin/ruff check beam_seg pipelines tests benchmarks
+
+demo: install
+	$(VENV)/bin/beam-seg segment $(SHARED)/data/videos/udacity_solidWhiteRight.mp4 \
+	    $(SHARED)/data/images/dashcam/ --output $(DEMO_OUT)
+	@echo
+	@echo "Look at: $(DEMO_OUT)/videos/ (segmented video), $(DEMO_OUT)/overlays/, $(DEMO_OUT)/labels/,"
+	@echo "         $(DEMO_OUT)/coverage/ (Parquet; try: $(VENV)/bin/beam-seg report $(DEMO_OUT))"
+
+bench: install
+	$(PY) benchmarks/bench.py --out bench-out
+
+clean:
+	rm -rf $(DEMO_OUT) bench-out .pytest_cache

@@ -1,0 +1,67 @@
+"""Per-frame class coverage and the one Arrow schema of the coverage table.
+
+Layout: fixed identifying columns, then one `frac_<class>` float64 column per class of
+the label set (e.g. `frac_road`, `frac_traffic_light`), so an analyst selects a class
+by name in plain SQL (DuckDB or BigQuery) with no unnesting. Fractions of a frame sum
+to 1 (ignore pixels, id 255, count in `frac_ignore`).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from beam_seg.labels import LabelSet
+
+# Column -> (type, meaning). Documented in the README from this same table.
+BASE_COLUMNS: list[tuple[str, pa.DataType, str]] = [
+    ("source_uri", pa.string(), "absolute URI of the input image or video"),
+    ("input_id", pa.string(), "the input's output id (`<stem>-<hash8>`), names its files"),
+    ("kind", pa.string(), "'image' or 'video'"),
+    ("frame_index", pa.int64(), "0-based index of the frame in the source (0 for images)"),
+    ("timestamp_s", pa.float64(), "presentation time of the frame in seconds (0 for images)"),
+    ("width", pa.int32(), "frame width in pixels"),
+    ("height", pa.int32(), "frame height in pixels"),
+    ("model", pa.string(), "model name (registry name or file name)"),
+    ("label_set", pa.string(), "label set of the class columns (cityscapes, pascal, …)"),
+    ("label_uri", pa.string(), "label-map PNG, relative to the output root"),
+    ("overlay_uri", pa.string(), "overlay image, relative to the output root"),
+]
+FRACTION_PREFIX = "frac_"
+IGNORE_COLUMN = "frac_ignore"
+
+
+def schema_for(label_set: LabelSet) -> pa.Schema:
+    fields = [pa.field(name, dtype) for name, dtype, _ in BASE_COLUMNS]
+    fields += [pa.field(FRACTION_PREFIX + c, pa.float64()) for c in label_set.column_names()]
+    fields.append(pa.field(IGNORE_COLUMN, pa.float64()))
+    metadata = {"label_set": label_set.name,
+                "class_names": "\t".join(label_set.names)}
+    return pa.schema(fields, metadata=metadata)
+
+
+def class_fractions(ids: np.ndarray, num_classes: int) -> tuple[list[float], float]:
+    """Fraction of pixels per class id 0..num_classes-1, and of everything else (ignore)."""
+    counts = np.bincount(ids.ravel(), minlength=256)
+    total = float(ids.size)
+    known = counts[:num_classes]
+    return (known / total).tolist(), float(total - known.sum()) / total
+
+
+def coverage_row(base: dict, ids: np.ndarray, label_set: LabelSet) -> dict:
+    fractions, rest = class_fractions(ids, label_set.num_classes)
+    row = dict(base)
+    for column, value in zip(label_set.column_names(), fractions, strict=True):
+        row[FRACTION_PREFIX + column] = value
+    row[IGNORE_COLUMN] = rest
+    return row
+
+
+def parquet_bytes(rows: list[dict], label_set: LabelSet) -> bytes:
+    table = pa.Table.from_pylist(rows, schema=schema_for(label_set))
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()

@@ -1,0 +1,59 @@
+"""Still-image decoding into RGB uint8, for any mode Pillow reads, with a bounded pixel count.
+
+Pillow's own decompression-bomb guard only warns below 2x its limit; we check the
+declared size before decoding so a 100k x 100k PNG costs a header read, not 30 GB.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+
+DEFAULT_MAX_PIXELS = 80_000_000  # e.g. a 12k x 6.6k panorama; larger is refused
+
+
+class ImageTooLargeError(ValueError):
+    """The image declares more pixels than the configured limit."""
+
+
+def to_rgb_uint8(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode (L, LA, P, RGBA, I;16, I, F, CMYK …) -> HxWx3 uint8 RGB.
+
+    16-bit and 32-bit images are scaled by their bit depth, not clipped, so a 16-bit
+    grayscale frame keeps its picture instead of saturating to white. Alpha is dropped
+    (composited over black would invent colours the camera never saw).
+    """
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(image, dtype=np.uint16)
+        gray = (arr >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode in ("I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes to RGB uint8, refusing images above `max_pixels`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(str(exc)) from None
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image is {width}x{height} = {width * height} pixels, over the limit of "
+            f"{max_pixels} (raise it with --max-image-pixels)"
+        )
+    image.load()
+    return to_rgb_uint8(image)

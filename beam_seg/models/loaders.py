@@ -1,0 +1,190 @@
+"""Loaders that turn a model file into one small interface: `Model.predict(batch)`.
+
+Every loader answers the same two questions (what input does the model want, and
+does it give class ids or logits) so pre- and post-processing never care about format.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from beam_seg.models.registry import ResolvedModel, extract_frozen_graph
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """The model's input: a fixed size (or None for any size) and how pixels are encoded."""
+
+    height: int | None
+    width: int | None
+    dtype: str  # "uint8": raw 0..255; "float32": x * scale + offset
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @property
+    def fixed_size(self) -> bool:
+        return self.height is not None and self.width is not None
+
+    def encode(self, rgb: np.ndarray) -> np.ndarray:
+        """RGB uint8 -> the model's input dtype and range."""
+        if self.dtype == "uint8":
+            return rgb
+        return rgb.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+
+
+DEEPLAB_FLOAT = dict(scale=1 / 127.5, offset=-1.0)  # DeepLab's x/127.5 - 1
+
+
+class Model:
+    """A loaded segmentation model. `predict` takes NxHxWx3 encoded input and returns
+    NxHxW class ids or NxHxWxC scores; `outputs_logits` says which."""
+
+    input_spec: InputSpec
+    outputs_logits: bool
+    name: str
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+def default_threads() -> int:
+    """Interpreter threads: all cores unless BEAM_SEG_THREADS says otherwise."""
+    env = os.environ.get("BEAM_SEG_THREADS")
+    return int(env) if env else max(1, os.cpu_count() or 1)
+
+
+class TFLiteModel(Model):
+    """A TFLite model through ai_edge_litert. One interpreter, guarded by a lock.
+
+    A TFLite interpreter is not thread-safe, and Beam runs several DoFn threads per
+    process sharing this object; the lock serialises `invoke` while XNNPACK still uses
+    `num_threads` cores inside each call.
+    """
+
+    def __init__(self, path: str, name: str, num_threads: int | None = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.name = name
+        self._lock = threading.Lock()
+        self._interpreter = Interpreter(model_path=path, num_threads=num_threads or default_threads())
+        self._interpreter.allocate_tensors()
+        inp = self._interpreter.get_input_details()[0]
+        out = self._interpreter.get_output_details()[0]
+        self._input_index, self._output_index = inp["index"], out["index"]
+        _, height, width, _ = (int(v) for v in inp["shape"])
+        dtype = np.dtype(inp["dtype"])
+        if dtype == np.uint8:
+            self.input_spec = InputSpec(height, width, "uint8")
+        elif dtype == np.float32:
+            self.input_spec = InputSpec(height, width, "float32", **DEEPLAB_FLOAT)
+        else:
+            raise ValueError(f"{name}: unsupported input type {dtype}")
+        self._input_dtype = dtype
+        self.outputs_logits = len(out["shape"]) == 4
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        outputs = []
+        with self._lock:
+            for item in batch:
+                tensor = item[None].astype(self._input_dtype, copy=False)
+                self._interpreter.set_tensor(self._input_index, tensor)
+                self._interpreter.invoke()
+                outputs.append(self._interpreter.get_tensor(self._output_index)[0].copy())
+        return np.stack(outputs)
+
+
+class TFFunctionModel(Model):
+    """A TensorFlow concrete function (SavedModel signature or pruned frozen graph).
+
+    TF functions are thread-safe, so no lock is needed.
+    """
+
+    def __init__(self, fn, name: str, input_spec: InputSpec, outputs_logits: bool, output_key=None):
+        self._fn = fn
+        self.name = name
+        self.input_spec = input_spec
+        self.outputs_logits = outputs_logits
+        self._output_key = output_key
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        import tensorflow as tf
+
+        outputs = []
+        for item in batch:  # variable-size models take one image at a time
+            result = self._fn(tf.constant(item[None]))
+            if isinstance(result, dict):
+                result = result[self._output_key]
+            outputs.append(np.asarray(result)[0])
+        return np.stack(outputs)
+
+
+def _spec_from_tensor(shape, dtype) -> InputSpec:
+    dims = list(shape)
+    height = int(dims[1]) if len(dims) == 4 and dims[1] is not None else None
+    width = int(dims[2]) if len(dims) == 4 and dims[2] is not None else None
+    if dtype == "uint8":
+        return InputSpec(height, width, "uint8")
+    return InputSpec(height, width, "float32", **DEEPLAB_FLOAT)
+
+
+def load_saved_model(path: str, name: str) -> Model:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    fn = loaded.signatures.get("serving_default") or next(iter(loaded.signatures.values()))
+    _, kwargs = fn.structured_input_signature
+    if len(kwargs) != 1:
+        raise ValueError(f"{name}: expected one image input, got {sorted(kwargs)}")
+    (input_key, input_tensor), = kwargs.items()
+    outputs = fn.structured_outputs
+    key = _pick_output(outputs)
+    out = outputs[key]
+    spec = _spec_from_tensor(input_tensor.shape, input_tensor.dtype.name)
+    logits = out.shape.rank == 4
+
+    def call(x):
+        return fn(**{input_key: tf.cast(x, input_tensor.dtype)})
+
+    return TFFunctionModel(call, name, spec, logits, output_key=key)
+
+
+def _pick_output(outputs: dict) -> str:
+    """Prefer DeepLab's names, then an integer map (ids), then a 4-D float map (logits)."""
+    for preferred in ("SemanticPredictions", "semantic_predictions", "predictions"):
+        if preferred in outputs:
+            return preferred
+    for key, tensor in outputs.items():
+        if tensor.dtype.is_integer and tensor.shape.rank == 3:
+            return key
+    for key, tensor in outputs.items():
+        if tensor.shape.rank == 4:
+            return key
+    return next(iter(outputs))
+
+
+def load_frozen_graph(path: str, name: str, input_name: str = "ImageTensor:0",
+                      output_name: str = "SemanticPredictions:0") -> Model:
+    """A DeepLab model-zoo frozen graph: uint8 [1,H,W,3] any size -> ids [1,H,W]."""
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    graph_def.ParseFromString(extract_frozen_graph(path))
+    wrapped = tf.compat.v1.wrap_function(
+        lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    fn = wrapped.prune(wrapped.graph.get_tensor_by_name(input_name),
+                       wrapped.graph.get_tensor_by_name(output_name))
+    return TFFunctionModel(fn, name, InputSpec(None, None, "uint8"), outputs_logits=False)
+
+
+def load_model(resolved: ResolvedModel, num_threads: int | None = None) -> Model:
+    if resolved.format == "tflite":
+        return TFLiteModel(resolved.path, resolved.name, num_threads)
+    if resolved.format == "savedmodel":
+        return load_saved_model(resolved.path, resolved.name)
+    if resolved.format == "frozen_graph":
+        return load_frozen_graph(resolved.path, resolved.name)
+    raise ValueError(f"unknown model format {resolved.format!r}")

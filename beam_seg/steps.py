@@ -1,0 +1,185 @@
+"""The work of each pipeline step as plain functions: plan, decode, write a frame, finish a
+segment, finish an input. `transforms.py` only wires these into Beam, and tests call them
+directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+
+from beam_seg import coverage, images, naming, render, storage, video
+from beam_seg.labels import LabelSet
+from beam_seg.units import (
+    ErrorRecord,
+    FrameKey,
+    FrameRecord,
+    RunConfig,
+    SegmentResult,
+    UnitStatus,
+    WorkUnit,
+    planned_frame_indices,
+)
+
+log = logging.getLogger("beam_seg")
+
+
+def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
+    """An input URI -> its work units (one per image, one per frame range of a video)."""
+    kind = naming.kind_of(uri)
+    iid = naming.input_id(uri)
+    if kind == "image":
+        return [WorkUnit(uri, iid, "image")]
+    if kind != "video":
+        raise ValueError(f"unsupported file type {naming.extension(uri) or '(none)'!r}")
+    info = video.probe(storage.local_copy(uri))
+    segments = video.plan_segments(info, cfg.segment_frames)
+    slim = dataclasses.replace(info, timestamps_s=())
+    return [WorkUnit(uri, iid, "video", seg, len(segments), slim) for seg in segments]
+
+
+def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, np.ndarray] | UnitStatus]:
+    """Yield (key, RGB frame) for each frame to process, then one UnitStatus.
+
+    A video that stops decoding early still yields the frames it gave; the status then
+    carries the error so the rest of the segment is reported, not silently dropped.
+    """
+    if unit.kind == "image":
+        rgb = images.decode_image(storage.read_bytes(unit.source_uri), cfg.max_image_pixels)
+        yield FrameKey(unit, 0, 0.0), rgb
+        yield UnitStatus(unit, 1, 1)
+        return
+    seg = unit.segment
+    wanted = set(planned_frame_indices(seg, cfg.every_nth_frame))
+    decoded = 0
+    path = storage.local_copy(unit.source_uri)
+    for offset, rgb in enumerate(video.decode_frames(path, unit.info, seg)):
+        decoded += 1
+        index = seg.start + offset
+        if index in wanted:
+            yield FrameKey(unit, index, seg.timestamps_s[offset]), rgb
+    error = missing_from = None
+    if decoded < seg.count:
+        missing_from = seg.start + decoded
+        error = (f"decoding stopped after {decoded} of {seg.count} frames "
+                 f"(frames {missing_from}..{seg.stop - 1} missing): truncated or corrupt")
+    done = len([i for i in wanted if i < seg.start + decoded])
+    yield UnitStatus(unit, len(wanted), done, error, missing_from)
+
+
+def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: RunConfig,
+                        label_set: LabelSet, model_name: str) -> FrameRecord:
+    """Write a frame's label PNG and overlay; return its coverage row."""
+    layout = cfg.layout
+    unit = key.unit
+    label_uri = layout.label_png(unit.input_id, key.frame_index)
+    overlay_uri = layout.overlay(unit.input_id, key.frame_index, cfg.overlay_format)
+    storage.write_bytes(label_uri, render.label_png_bytes(ids, label_set))
+    blended = render.overlay(rgb, ids, label_set.palette, cfg.alpha)
+    storage.write_bytes(overlay_uri, render.encode_image(blended, cfg.overlay_format))
+    base = {
+        "source_uri": unit.source_uri,
+        "input_id": unit.input_id,
+        "kind": unit.kind,
+        "frame_index": key.frame_index,
+        "timestamp_s": key.timestamp_s,
+        "width": int(ids.shape[1]),
+        "height": int(ids.shape[0]),
+        "model": model_name,
+        "label_set": label_set.name,
+        "label_uri": layout.relative(label_uri),
+        "overlay_uri": layout.relative(overlay_uri),
+    }
+    return FrameRecord(key.frame_index, coverage.coverage_row(base, ids, label_set), overlay_uri)
+
+
+def finish_segment(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
+                   label_set: LabelSet) -> SegmentResult:
+    """Write the unit's coverage rows and, for a video, encode its overlays into a segment mp4.
+
+    The coverage file is written last: its presence means the segment is complete.
+    """
+    layout = cfg.layout
+    records = sorted(records, key=lambda r: r.frame_index)
+    segment_uri = None
+    if unit.kind == "video" and records:
+        segment_uri = layout.segment_video(unit.input_id, unit.segment.index)
+        info = unit.info
+        fps = info.fps / cfg.every_nth_frame
+        with tempfile.TemporaryDirectory(prefix="beam_seg_seg_") as tmp:
+            local = os.path.join(tmp, "segment.mp4")
+            with video.VideoWriter(local, info.width, info.height, fps, info.sar) as writer:
+                for record in records:
+                    writer.write(render.decode_rgb(storage.read_bytes(record.overlay_uri)))
+            storage.upload_file(local, segment_uri)
+    if records:
+        rows = [r.row for r in records]
+        storage.write_bytes(layout.coverage(unit.input_id, unit.key[1]),
+                            coverage.parquet_bytes(rows, label_set))
+    return SegmentResult(unit, len(records), segment_uri)
+
+
+def status_errors(status: UnitStatus) -> list[ErrorRecord]:
+    if status.error is None:
+        return []
+    seg = status.unit.segment
+    return [ErrorRecord(status.unit.source_uri, status.unit.input_id, "decode", status.error,
+                        status.missing_from, seg.stop if seg else None)]
+
+
+def finish_input(input_id: str, results: list[SegmentResult], errors: list[ErrorRecord],
+                 cfg: RunConfig) -> dict:
+    """Join a video's segments (with the source audio), then record the input as done.
+
+    Errors go to `errors/<id>.jsonl`; the done marker is written only for an input with
+    no errors, so a re-run skips finished inputs and retries failed ones.
+    """
+    layout = cfg.layout
+    results = sorted(results, key=lambda r: r.unit.key)
+    source = results[0].unit.source_uri if results else (errors[0].source_uri if errors else "")
+    kind = results[0].unit.kind if results else naming.kind_of(source)
+    errors = list(errors)
+    frames = sum(r.frames for r in results)
+    video_uri = None
+    if kind == "video" and results:
+        expected = results[0].unit.segment_count
+        present = [r for r in results if r.segment_video]
+        if len({r.unit.segment.index for r in results}) < expected:
+            errors.append(ErrorRecord(source, input_id, "assemble",
+                                      f"only {len(results)} of {expected} segments finished"))
+        if present:
+            video_uri = layout.video(input_id)
+            _assemble_video(present, video_uri, results[0].unit)
+    error_uri = storage.join(layout.root, "errors", input_id + ".jsonl")
+    if errors:
+        storage.write_bytes(error_uri, "".join(e.to_json() + "\n" for e in errors).encode())
+    else:
+        storage.delete(error_uri)  # a clean re-run leaves no stale error record behind
+    summary = {"source_uri": source, "input_id": input_id, "kind": kind, "frames": frames,
+               "errors": len(errors), "video": layout.relative(video_uri) if video_uri else None}
+    if not errors:
+        storage.write_bytes(layout.done_marker(input_id),
+                            json.dumps(summary, sort_keys=True).encode())
+        if kind == "video":
+            storage.delete_tree(layout.segment_video_dir(input_id))
+    log.info("finished %s: %d frames, %d errors", source, frames, len(errors))
+    return summary
+
+
+def _assemble_video(results: list[SegmentResult], video_uri: str, unit: WorkUnit) -> None:
+    with tempfile.TemporaryDirectory(prefix="beam_seg_join_") as tmp:
+        locals_ = []
+        for r in results:
+            local = os.path.join(tmp, f"{r.unit.segment.index:05d}.mp4")
+            storage.download_file(r.segment_video, local)
+            locals_.append(local)
+        out = os.path.join(tmp, "video.mp4")
+        audio = storage.local_copy(unit.source_uri) if unit.info.has_audio else None
+        video.concat_segments(locals_, out, audio, unit.info.audio_codec)
+        storage.upload_file(out, video_uri)

@@ -1,0 +1,166 @@
+"""The pipeline as composite PTransforms, one per step of the data flow (see DESIGN.md).
+
+    uris -> Plan -> Reshuffle -> Decode -> RunInference -> WriteFrames
+         -> (group by segment) FinishSegments -> (group by input) FinishInputs
+    every step's failures -> ErrorRecords -> joined into FinishInputs -> errors/<id>.jsonl
+
+Pixels stay inside the fused Decode -> RunInference -> WriteFrames stage; only paths,
+counts and table rows cross a shuffle.
+"""
+
+from __future__ import annotations
+
+import time
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+
+from beam_seg import steps
+from beam_seg.inference import DeepLabModelHandler
+from beam_seg.models import load_label_set, resolve
+from beam_seg.units import ErrorRecord, RunConfig, UnitStatus, error_from_exception
+
+NAMESPACE = "beam_seg"
+
+
+class _LabelSetDoFn(beam.DoFn):
+    """Base for steps that need the run's label set (resolved once per DoFn instance)."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+
+    def setup(self) -> None:
+        self.label_set = load_label_set(resolve(self.cfg.model, self.cfg.labels).labels)
+
+
+class DecodeUnit(beam.DoFn):
+    """Work unit -> (FrameKey, RGB frame) stream, plus a UnitStatus on the 'status' output."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.frames_decoded = Metrics.counter(NAMESPACE, "frames_decoded")
+
+    def process(self, unit):
+        for item in steps.decode_unit(unit, self.cfg):
+            if isinstance(item, UnitStatus):
+                yield beam.pvalue.TaggedOutput("status", item)
+            else:
+                self.frames_decoded.inc()
+                yield item
+
+
+class WriteFrame(_LabelSetDoFn):
+    """(FrameKey, PredictionResult) -> label PNG + overlay written; FrameRecord out."""
+
+    def __init__(self, cfg: RunConfig):
+        super().__init__(cfg)
+        self.frames_segmented = Metrics.counter(NAMESPACE, "frames_segmented")
+        self.write_ms = Metrics.distribution(NAMESPACE, "frame_write_ms")
+
+    def process(self, element):
+        key, result = element
+        start = time.perf_counter()
+        record = steps.write_frame_outputs(key, result.example, result.inference, self.cfg,
+                                           self.label_set, result.model_id or self.cfg.model)
+        self.write_ms.update(int((time.perf_counter() - start) * 1000))
+        self.frames_segmented.inc()
+        yield key.unit.key, record
+
+
+class FinishSegment(_LabelSetDoFn):
+    """All frame records of a unit (+ its decode status) -> coverage file, segment video."""
+
+    def process(self, element):
+        _, grouped = element
+        statuses = list(grouped["status"])
+        records = list(grouped["frames"])
+        if not statuses:
+            return
+        status = statuses[0]
+        result = steps.finish_segment(status.unit, records, self.cfg, self.label_set)
+        yield status.unit.input_id, result
+        for error in steps.status_errors(status):
+            yield beam.pvalue.TaggedOutput("errors", error)
+        if status.error is None and len(records) < status.decoded:
+            yield beam.pvalue.TaggedOutput("errors", ErrorRecord(
+                status.unit.source_uri, status.unit.input_id, "write",
+                f"{status.decoded - len(records)} of {status.decoded} frames have no outputs"))
+
+
+class FinishInput(beam.DoFn):
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.inputs_done = Metrics.counter(NAMESPACE, "inputs_succeeded")
+        self.inputs_failed = Metrics.counter(NAMESPACE, "inputs_failed")
+
+    def process(self, element):
+        input_id, grouped = element
+        summary = steps.finish_input(input_id, list(grouped["segments"]), list(grouped["errors"]),
+                                     self.cfg)
+        (self.inputs_failed if summary["errors"] else self.inputs_done).inc()
+        yield summary
+
+
+def _dead_letters(step: str):
+    """Map a with_exception_handling bad output `(element, exc_info)` to ErrorRecords."""
+    def convert(bad):
+        element, exc_info = bad
+        return error_from_exception(step, element, exc_info)
+    return beam.Map(convert)
+
+
+def _inference_dead_letters(bad):
+    batch, exc = bad
+    info = (type(exc), exc, [])
+    return [error_from_exception("inference", item, info) for item in batch]
+
+
+class CountErrors(beam.DoFn):
+    def __init__(self):
+        self.errors = Metrics.counter(NAMESPACE, "error_records")
+
+    def process(self, error: ErrorRecord):
+        self.errors.inc()
+        yield error.input_id, error
+
+
+class SegmentInputs(beam.PTransform):
+    """Input URIs -> per-input summaries, with every output written under cfg.output."""
+
+    def __init__(self, cfg: RunConfig, handler: DeepLabModelHandler):
+        super().__init__()
+        self.cfg = cfg
+        self.handler = handler
+
+    def expand(self, uris):
+        cfg = self.cfg
+        planned, plan_failed = (
+            uris | "Plan" >> beam.FlatMap(steps.plan_units, cfg).with_exception_handling())
+        units = planned | "SpreadUnits" >> beam.Reshuffle()
+        decoded = units | "Decode" >> beam.ParDo(DecodeUnit(cfg)).with_outputs(
+            "status", main="frames").with_exception_handling(partial=True)
+        frames, statuses, decode_failed = decoded["frames"], decoded["status"], decoded["bad"]
+        inferred, inference_failed = (
+            frames | "Segment" >> RunInference(KeyedModelHandler(self.handler))
+            .with_exception_handling())
+        records, write_failed = (
+            inferred | "WriteFrames" >> beam.ParDo(WriteFrame(cfg)).with_exception_handling(
+                main_tag="records"))
+        finished = (
+            {"frames": records, "status": statuses | "KeyStatus" >> beam.Map(lambda s: (s.unit.key, s))}
+            | "GroupBySegment" >> beam.CoGroupByKey()
+            | "FinishSegments" >> beam.ParDo(FinishSegment(cfg)).with_outputs("errors", main="segments"))
+        errors = (
+            (plan_failed | "PlanErrors" >> _dead_letters("plan"),
+             decode_failed | "DecodeErrors" >> _dead_letters("decode"),
+             inference_failed.failed_inferences
+             | "InferenceErrors" >> beam.FlatMap(_inference_dead_letters),
+             write_failed | "WriteErrors" >> _dead_letters("write"),
+             finished["errors"])
+            | "AllErrors" >> beam.Flatten()
+            | "CountErrors" >> beam.ParDo(CountErrors()))
+        return (
+            {"segments": finished["segments"], "errors": errors}
+            | "GroupByInput" >> beam.CoGroupByKey()
+            | "FinishInputs" >> beam.ParDo(FinishInput(cfg)))

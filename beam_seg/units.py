@@ -1,0 +1,140 @@
+"""The small records that flow between pipeline steps, and the pure functions that make them.
+
+Pixels only travel inside one fused stage (decode -> inference -> write); everything that
+crosses a shuffle is one of these records: paths, counts and table rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import traceback
+from dataclasses import dataclass, field
+
+from beam_seg import naming
+from beam_seg.video import Segment, VideoInfo
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a worker needs to know about the run, fixed at launch."""
+
+    output: str
+    model: str
+    labels: str | None = None
+    alpha: float = 0.5
+    overlay_format: str = "jpg"
+    every_nth_frame: int = 1
+    segment_frames: int = 150
+    max_image_pixels: int = 80_000_000
+    resize_mode: str = "stretch"
+    overwrite: bool = False
+
+    @property
+    def layout(self) -> naming.OutputLayout:
+        return naming.OutputLayout(self.output)
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One independently processable piece of input: an image, or a frame range of a video."""
+
+    source_uri: str
+    input_id: str
+    kind: str  # "image" | "video"
+    segment: Segment | None = None
+    segment_count: int = 1
+    info: VideoInfo | None = None  # without per-frame timestamps, to stay small
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.input_id, self.segment.index if self.segment else 0
+
+
+@dataclass(frozen=True)
+class FrameKey:
+    """Identifies a frame through RunInference (keyed inference keeps outputs joined to inputs)."""
+
+    unit: WorkUnit
+    frame_index: int
+    timestamp_s: float
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """What is left of a frame after its outputs are written: its table row and overlay path."""
+
+    frame_index: int
+    row: dict
+    overlay_uri: str
+
+
+@dataclass(frozen=True)
+class UnitStatus:
+    """How decoding a unit went: frames planned vs frames actually decoded."""
+
+    unit: WorkUnit
+    planned: int
+    decoded: int
+    error: str | None = None
+    missing_from: int | None = None  # first source frame that could not be decoded
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """A finished unit: its frames, and for videos the segment file to concatenate."""
+
+    unit: WorkUnit
+    frames: int
+    segment_video: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """A dead-letter record: which input, which step, why, and for videos which frames."""
+
+    source_uri: str
+    input_id: str
+    step: str
+    reason: str
+    frame_start: int | None = None
+    frame_stop: int | None = None
+    details: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, sort_keys=True)
+
+
+def planned_frame_indices(segment: Segment, every_nth_frame: int) -> list[int]:
+    """The frames of a segment that are processed under --every-nth-frame N (0, N, 2N, …)."""
+    return [i for i in range(segment.start, segment.stop) if i % every_nth_frame == 0]
+
+
+def _uri_and_id(element) -> tuple[str, str]:
+    """Find the input behind any element a step may fail on."""
+    for candidate in (element, getattr(element, "unit", None),
+                      element[0] if isinstance(element, tuple) and element else None):
+        if isinstance(candidate, WorkUnit):
+            return candidate.source_uri, candidate.input_id
+        if isinstance(candidate, FrameKey):
+            return candidate.unit.source_uri, candidate.unit.input_id
+        if isinstance(candidate, str):
+            return candidate, naming.input_id(candidate)
+    return repr(element)[:200], "unknown"
+
+
+def error_from_exception(step: str, element, exc_info) -> ErrorRecord:
+    """Turn a with_exception_handling dead letter `(element, (type, value, tb))` into a record."""
+    uri, iid = _uri_and_id(element)
+    exc_type, exc_value, tb = exc_info
+    unit = element if isinstance(element, WorkUnit) else getattr(element, "unit", None)
+    if isinstance(element, tuple) and element and isinstance(element[0], FrameKey):
+        start = element[0].frame_index
+        stop = start + 1
+    elif isinstance(unit, WorkUnit) and unit.segment:
+        start, stop = unit.segment.start, unit.segment.stop
+    else:
+        start = stop = None
+    name = getattr(exc_type, "__name__", str(exc_type))
+    lines = tb if isinstance(tb, list) else traceback.format_tb(tb) if tb else []
+    return ErrorRecord(uri, iid, step, f"{name}: {exc_value}", start, stop, list(lines)[-3:])

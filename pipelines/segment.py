@@ -1,0 +1,286 @@
+"""Beam entry point: segment images and videos with DeepLab.
+
+In the style of Beam's own examples: known arguments are ours, everything else goes to
+PipelineOptions, so `--runner DataflowRunner --project … --region …` needs no code change.
+
+    python -m pipelines.segment INPUT... --output OUT [--model NAME|PATH] [beam options]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    SetupOptions,
+    StandardOptions,
+)
+
+from beam_seg import naming, storage
+from beam_seg.inference import RESIZE_MODES, DeepLabModelHandler, InferenceSettings
+from beam_seg.models import DEFAULT_MODEL, ModelNotFoundError, load_label_set, resolve
+from beam_seg.transforms import NAMESPACE, SegmentInputs
+from beam_seg.units import RunConfig
+
+log = logging.getLogger("beam_seg")
+
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED = 0, 2, 3
+
+
+class UsageError(Exception):
+    """Bad arguments or environment: reported in one line, exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _alpha(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Semantic segmentation of images and videos with DeepLab.",
+        epilog="Any other --option is passed to Beam's PipelineOptions (e.g. --runner, "
+               "--direct_num_workers, --project, --region, --temp_location).")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image/video files, directories or globs; local, gs:// or s3://")
+    parser.add_argument("--output", required=True, metavar="OUT", help="output root directory or URI")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"registry name (see `beam-seg models`) or a .tflite / SavedModel / "
+                             f"frozen-graph path or URI (default: {DEFAULT_MODEL})")
+    parser.add_argument("--labels", default=None,
+                        help="label set of a model outside the registry: cityscapes|pascal|ade20k|FILE")
+    parser.add_argument("--alpha", type=_alpha, default=0.5, help="overlay opacity 0..1 (default 0.5)")
+    parser.add_argument("--overlay-format", choices=("jpg", "png"), default="jpg")
+    parser.add_argument("--every-nth-frame", type=_positive_int, default=1, metavar="N",
+                        help="process frames 0, N, 2N, … of each video (default 1: all)")
+    parser.add_argument("--segment-frames", type=_positive_int, default=150, metavar="N",
+                        help="frames per video work unit spread over workers (default 150)")
+    parser.add_argument("--resize-mode", choices=RESIZE_MODES, default="stretch",
+                        help="fit frames to the model input by stretching or by padding")
+    parser.add_argument("--max-image-pixels", type=_positive_int, default=80_000_000,
+                        help="refuse images with more pixels than this (default 80,000,000)")
+    parser.add_argument("--batch-size", type=_positive_int, default=4,
+                        help="maximum frames per inference batch (default 4)")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="inference threads per worker process (default: cores / processes)")
+    parser.add_argument("--large-model", action="store_true",
+                        help="load one model per machine instead of per process (Beam large_model)")
+    parser.add_argument("--model-copies", type=_positive_int, default=None,
+                        help="exact model copies per machine (Beam model_copies)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="redo inputs that a previous run into OUT already finished")
+    return parser
+
+
+@dataclass
+class Plan:
+    """What the launcher decided before the pipeline starts."""
+
+    inputs: list[str]
+    skipped: list[str] = field(default_factory=list)
+
+
+def _has_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    """Files, directories and globs -> a sorted, de-duplicated list of input URIs.
+
+    Directories are searched recursively for known image/video extensions; explicit
+    files and glob matches are kept whatever their type (bad ones become error records).
+    """
+    found: set[str] = set()
+    for pattern in patterns:
+        if _has_glob(pattern):
+            matches = storage.list_files(pattern)
+            if not matches:
+                raise UsageError(f"no files match {pattern!r}")
+            found.update(storage.absolute(m) for m in matches)
+        elif storage.is_local(pattern) and os.path.isdir(pattern):
+            for root, _, files in os.walk(pattern):
+                found.update(os.path.abspath(os.path.join(root, f)) for f in files
+                             if naming.kind_of(f) != "unsupported")
+        elif storage.exists(pattern):
+            found.add(storage.absolute(pattern))
+        elif not storage.is_local(pattern) and storage.list_files(pattern.rstrip("/") + "/**"):
+            found.update(m for m in storage.list_files(pattern.rstrip("/") + "/**")
+                         if naming.kind_of(m) != "unsupported")
+        else:
+            raise UsageError(f"input not found: {pattern}")
+    return sorted(found)
+
+
+def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
+    inputs = expand_inputs(patterns)
+    if cfg.overwrite:
+        return Plan(inputs)
+    done = {os.path.basename(p)[: -len(".json")] for p in storage.list_files(cfg.layout.done_glob())}
+    todo = [u for u in inputs if naming.input_id(u) not in done]
+    return Plan(todo, [u for u in inputs if naming.input_id(u) in done])
+
+
+def check_output_writable(output: str) -> None:
+    probe = storage.join(storage.absolute(output), ".beam_seg_write_check")
+    try:
+        storage.write_bytes(probe, b"ok")
+        storage.delete(probe)
+    except Exception as exc:  # any filesystem error means the same thing to the user
+        raise UsageError(f"output {output} is not writable: {exc}") from None
+
+
+def choose_threads(options: PipelineOptions, requested: int | None) -> int:
+    """Inference threads per process: share the cores between Beam's worker processes."""
+    if requested:
+        return requested
+    direct = options.view_as(DirectOptions)
+    processes = 1
+    if direct.direct_running_mode == "multi_processing":
+        processes = max(1, direct.direct_num_workers or 1)
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
+def configure_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s",
+                            datefmt="%H:%M:%S", stream=sys.stderr)
+    log.setLevel(logging.INFO)
+
+
+def _counter(result, name: str) -> int:
+    if result is None:
+        return 0
+    try:
+        metrics = result.metrics().query(
+            beam.metrics.MetricsFilter().with_namespace(NAMESPACE).with_name(name))
+        return int(sum(c.committed or c.attempted or 0 for c in metrics["counters"]))
+    except Exception:  # a runner without metrics support still gets a summary
+        return 0
+
+
+def _distribution_mean(result, namespace: str, name: str) -> float | None:
+    if result is None:
+        return None
+    try:
+        metrics = result.metrics().query(
+            beam.metrics.MetricsFilter().with_namespace(namespace).with_name(name))
+        dists = [d.committed or d.attempted for d in metrics["distributions"]]
+        total = sum(d.sum for d in dists if d)
+        count = sum(d.count for d in dists if d)
+        return total / count if count else None
+    except Exception:
+        return None
+
+
+def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
+    frames = _counter(result, "frames_segmented")
+    failed = _counter(result, "inputs_failed")
+    latency = _distribution_mean(result, NAMESPACE, "RunInference_inference_batch_latency_micro_secs")
+    return {
+        "inputs": len(plan.inputs) + len(plan.skipped),
+        "processed": len(plan.inputs),
+        "skipped_already_done": len(plan.skipped),
+        "succeeded": _counter(result, "inputs_succeeded"),
+        "failed": failed,
+        "frames_decoded": _counter(result, "frames_decoded"),
+        "frames_segmented": frames,
+        "error_records": _counter(result, "error_records"),
+        "inference_batch_latency_ms": round(latency / 1000, 1) if latency else None,
+        "wall_time_s": round(seconds, 1),
+        "frames_per_s": round(frames / seconds, 2) if seconds > 0 else None,
+        "output": cfg.layout.root,
+    }
+
+
+def print_summary(summary: dict, cfg: RunConfig, stream=sys.stdout) -> None:
+    layout = cfg.layout
+    lines = [
+        "",
+        "== beam-seg summary ==",
+        f"inputs       {summary['inputs']} ({summary['processed']} processed, "
+        f"{summary['skipped_already_done']} skipped as already done; --overwrite redoes them)",
+        f"succeeded    {summary['succeeded']}",
+        f"failed       {summary['failed']}"
+        + (f"  -> error records in {storage.join(layout.root, 'errors')}" if summary["failed"] else ""),
+        f"frames       {summary['frames_segmented']} segmented ({summary['frames_decoded']} decoded)",
+        f"wall time    {summary['wall_time_s']} s ({summary['frames_per_s']} frames/s)",
+    ]
+    if summary["inference_batch_latency_ms"] is not None:
+        lines.append(f"inference    {summary['inference_batch_latency_ms']} ms per batch (mean)")
+    lines += [
+        f"outputs      {layout.root}",
+        "  labels/    label-map PNGs (palette PNG, pixel value = class id)",
+        f"  overlays/  frames blended with label colours ({cfg.overlay_format})",
+        f"  coverage/  Parquet table, one row per frame: {layout.coverage_glob()}",
+        "  videos/    segmented videos (H.264 mp4)",
+    ]
+    print("\n".join(lines), file=stream)
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True,
+        test_pipeline: beam.Pipeline | None = None) -> int:
+    """Parse arguments, launch the pipeline, print the summary; returns the exit code."""
+    configure_logging()
+    parser = build_parser()
+    known, pipeline_args = parser.parse_known_args(argv)
+    try:
+        return _run(known, pipeline_args, save_main_session, test_pipeline)
+    except (UsageError, ModelNotFoundError) as exc:
+        print(f"beam-seg: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(known, pipeline_args, save_main_session, test_pipeline) -> int:
+    started = time.monotonic()
+    options = PipelineOptions(pipeline_args)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    cfg = RunConfig(
+        output=storage.absolute(known.output), model=known.model, labels=known.labels,
+        alpha=known.alpha, overlay_format=known.overlay_format,
+        every_nth_frame=known.every_nth_frame, segment_frames=known.segment_frames,
+        max_image_pixels=known.max_image_pixels, resize_mode=known.resize_mode,
+        overwrite=known.overwrite)
+    resolved = resolve(cfg.model, cfg.labels)
+    load_label_set(resolved.labels)
+    check_output_writable(cfg.output)
+    plan = plan_run(known.inputs, cfg)
+    threads = choose_threads(options, known.threads)
+    log.info("beam-seg: %d inputs to process, %d already done; model %s, %d inference threads",
+             len(plan.inputs), len(plan.skipped), resolved.name, threads)
+    handler = DeepLabModelHandler(
+        cfg.model, cfg.labels, threads, InferenceSettings(cfg.resize_mode),
+        max_batch_size=known.batch_size, large_model=known.large_model,
+        model_copies=known.model_copies)
+    result = None
+    if plan.inputs:
+        pipeline = test_pipeline or beam.Pipeline(options=options)
+        _ = (pipeline
+             | "Inputs" >> beam.Create(plan.inputs)
+             | "SegmentInputs" >> SegmentInputs(cfg, handler))
+        result = pipeline.run()
+        if options.view_as(StandardOptions).runner not in (None, "DirectRunner", "direct"):
+            log.info("waiting for the job to finish")
+        result.wait_until_finish()
+    summary = summarize(result, plan, cfg, time.monotonic() - started)
+    print_summary(summary, cfg)
+    return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,33 @@
+"""Packaging for beam_seg.
+
+The same file serves a laptop install (`pip install -e .[dev]`) and Dataflow workers
+(`--setup_file ./setup.py`), which is why runtime requirements stay here, not in a
+requirements file: workers install exactly what the launcher declared.
+"""
+
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "apache-beam[gcp]>=2.60",
+    "ai-edge-litert>=1.2",
+    "numpy>=1.26",
+    "pillow>=10.0",
+    "imageio-ffmpeg>=0.5",
+    "pyarrow>=15.0",
+    "duckdb>=1.1",
+    "matplotlib>=3.8",
+]
+# TensorFlow is only needed for SavedModel and frozen-graph models; TFLite runs without it.
+TENSORFLOW = ["tensorflow>=2.16"]
+DEV = ["pytest>=8", "ruff>=0.6", "gcp-storage-emulator>=2024.8"]
+
+setup(
+    name="beam_seg",
+    version="0.1.0",
+    description="Semantic segmentation of images and driving videos with DeepLab on Apache Beam",
+    python_requires=">=3.10",
+    packages=find_packages(include=["beam_seg", "beam_seg.*", "pipelines", "pipelines.*"]),
+    install_requires=RUNTIME,
+    extras_require={"tf": TENSORFLOW, "dev": DEV + TENSORFLOW},
+    entry_points={"console_scripts": ["beam-seg=beam_seg.cli:main"]},
+)

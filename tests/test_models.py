@@ -1,0 +1,85 @@
+"""Model registry, offline mirror, download cache and the loaders for every format."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from beam_seg.images import decode_image
+from beam_seg.inference import segment_frames
+from beam_seg.labels import CITYSCAPES, parse_label_file
+from beam_seg.models import REGISTRY, ModelNotFoundError, load_label_set, load_model, resolve
+
+from conftest import DATA, MODELS
+from tiny_models import build_frozen_graph, build_saved_model, expected_labels
+
+STREET = DATA / "images" / "dashcam" / "vehicle_test1.jpg"
+
+
+def test_registry_name_resolves_through_the_offline_mirror():
+    resolved = resolve("cityscapes-edgetpu-slim")
+    assert resolved.path == str(MODELS / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite")
+    assert resolved.labels == "cityscapes"
+
+
+def test_downloads_and_cache_copies_are_verified_by_checksum(monkeypatch, tmp_path):
+    """Without a mirror, a model comes from the cache or its URL, and only with the right sha256.
+
+    The URL here is a local path (read through Beam's FileSystems like gs://), since these
+    machines cannot reach the real download hosts.
+    """
+    monkeypatch.delenv("BEAM_SEG_MODEL_DIR")
+    cache, remote = tmp_path / "cache", tmp_path / "remote"
+    remote.mkdir()
+    monkeypatch.setenv("BEAM_SEG_CACHE_DIR", str(cache))
+    spec = REGISTRY["pascal-mnv2-quant"]
+    monkeypatch.setitem(REGISTRY, spec.name, dataclasses.replace(spec, url=str(remote / spec.filename)))
+    good = (MODELS / spec.filename).read_bytes()
+
+    (remote / spec.filename).write_bytes(good[:-1])  # a truncated download
+    with pytest.raises(ModelNotFoundError, match="checksum mismatch"):
+        resolve(spec.name)
+    assert not (cache / spec.filename).exists()
+
+    (remote / spec.filename).write_bytes(good)
+    assert resolve(spec.name).path == str(cache / spec.filename)
+    assert (cache / spec.filename).read_bytes() == good
+
+    (remote / spec.filename).unlink()  # now served from the cache alone
+    assert resolve(spec.name).path == str(cache / spec.filename)
+    (cache / spec.filename).write_bytes(b"corrupt")  # a damaged cache copy is not trusted
+    with pytest.raises(ModelNotFoundError):
+        resolve(spec.name)
+
+
+def test_unknown_model_is_a_clear_error():
+    with pytest.raises(ModelNotFoundError, match="unknown model 'no-such-model'"):
+        resolve("no-such-model")
+
+
+def test_label_files_parse_plain_and_numbered_formats():
+    pascal = parse_label_file((MODELS / "pascal_voc.labels.txt").read_text(), "pascal")
+    assert pascal.num_classes == 21 and pascal.names[12] == "dog"
+    ade = load_label_set("ade20k")
+    assert ade.num_classes == 151 and ade.names[7] == "road"
+    assert CITYSCAPES.names[0] == "road" and CITYSCAPES.palette[13].tolist() == [0, 0, 142]
+
+
+def test_frozen_graph_and_zoo_tarball_load_and_segment(tmp_path):
+    rgb = decode_image(STREET.read_bytes())
+    for path in build_frozen_graph(tmp_path):
+        model = load_model(resolve(str(path), "cityscapes"))
+        labels = segment_frames(model, [rgb])[0]
+        np.testing.assert_array_equal(labels, expected_labels(rgb))
+
+
+@pytest.mark.parametrize("logits", [False, True], ids=["ids", "logits"])
+def test_saved_model_loads_and_segments(tmp_path, logits):
+    rgb = decode_image(STREET.read_bytes())
+    model = load_model(resolve(str(build_saved_model(tmp_path, logits)), "cityscapes"))
+    assert model.outputs_logits is logits
+    labels = segment_frames(model, [rgb])[0]
+    agreement = (labels == expected_labels(rgb)).mean()
+    assert agreement == 1.0 if not logits else agreement > 0.999

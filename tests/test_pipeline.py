@@ -1,0 +1,105 @@
+"""End to end on the DirectRunner with the real default model and real footage."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from beam_seg import naming, video
+from beam_seg.labels import CITYSCAPES
+
+from conftest import DATA
+from pipeline_helpers import coverage, label_maps, segment
+
+UDACITY = DATA / "videos" / "udacity_solidWhiteRight.mp4"
+AACHEN = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
+DASHCAM = DATA / "images" / "dashcam"
+
+
+@pytest.fixture(scope="module")
+def udacity_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("udacity")
+    code = segment([UDACITY, DASHCAM / "lanes_solidWhiteCurve.jpg"], out, "--segment-frames", "60")
+    return code, out
+
+
+def test_video_output_matches_the_source(udacity_run):
+    code, out = udacity_run
+    assert code == 0
+    iid = naming.input_id(str(UDACITY))
+    info = video.probe(str(out / "videos" / f"{iid}.mp4"))
+    assert (info.frame_count, info.fps, info.width, info.height) == (221, Fraction(25), 960, 540)
+    assert info.codec == "h264"
+    assert info.has_audio
+    assert sorted(p.name for p in (out / "videos").iterdir()) == [f"{iid}.mp4"]
+
+
+def test_coverage_table_has_one_row_per_frame(udacity_run):
+    _, out = udacity_run
+    rows = [r for r in coverage(out) if r["source_uri"] == str(UDACITY)]
+    assert [r["frame_index"] for r in rows] == list(range(221))
+    assert rows[25]["timestamp_s"] == pytest.approx(1.0)
+    fraction_columns = [c for c in rows[0] if c.startswith("frac_")]
+    assert "frac_road" in fraction_columns and "frac_traffic_light" in fraction_columns
+    for row in rows:
+        assert math.isclose(sum(row[c] for c in fraction_columns), 1.0, abs_tol=1e-9)
+        assert (out / row["label_uri"]).is_file() and (out / row["overlay_uri"]).is_file()
+        assert (row["width"], row["height"], row["model"]) == (960, 540, "cityscapes-edgetpu-slim")
+    assert np.mean([r["frac_road"] for r in rows]) > 0.1  # a highway: road is everywhere
+
+
+def test_label_pngs_hold_class_ids_of_the_label_set(udacity_run):
+    _, out = udacity_run
+    maps = label_maps(out)
+    assert len(maps) == 222
+    for ids in maps.values():
+        assert ids.max() < CITYSCAPES.num_classes
+    any_png = next((out / "labels").rglob("*.png"))
+    image = Image.open(any_png)
+    assert image.mode == "P"  # one channel, colours from the palette
+
+
+def test_image_outputs_and_overlay_blend(udacity_run):
+    _, out = udacity_run
+    iid = naming.input_id(str(DASHCAM / "lanes_solidWhiteCurve.jpg"))
+    ids = label_maps(out)[f"labels/{iid}/000000.png"]
+    source = np.asarray(Image.open(DASHCAM / "lanes_solidWhiteCurve.jpg").convert("RGB")).astype(int)
+    overlay = np.asarray(Image.open(out / "overlays" / iid / "000000.jpg")).astype(int)
+    expected = (source + CITYSCAPES.palette[ids].astype(int)) / 2
+    assert np.abs(overlay - expected).mean() < 4  # JPEG noise only
+
+
+def test_multi_processing_gives_the_same_label_maps(tmp_path):
+    inputs = [AACHEN, DASHCAM / "vehicle_test2.jpg"]
+    assert segment(inputs, tmp_path / "single", "--segment-frames", "8") == 0
+    assert segment(inputs, tmp_path / "multi", "--segment-frames", "8",
+                   "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
+    single, multi = label_maps(tmp_path / "single"), label_maps(tmp_path / "multi")
+    assert len(single) == 31 and single.keys() == multi.keys()
+    for name in single:
+        np.testing.assert_array_equal(single[name], multi[name], err_msg=name)
+
+
+def test_other_label_sets_and_options_run_through_the_same_command(tmp_path):
+    dog = DATA / "images" / "coral_dog_segmentation.bmp"
+    assert segment([dog], tmp_path, "--model", "pascal-mnv2-float", "--overlay-format", "png",
+                   "--alpha", "1") == 0
+    iid = naming.input_id(str(dog))
+    (row,) = coverage(tmp_path)
+    assert row["label_set"] == "pascal" and row["frac_dog"] > 0.2
+    ids = label_maps(tmp_path)[f"labels/{iid}/000000.png"]
+    overlay = np.asarray(Image.open(tmp_path / row["overlay_uri"]))
+    from beam_seg.labels import PASCAL
+    np.testing.assert_array_equal(overlay, PASCAL.palette[ids])  # alpha 1: pure label colours
+
+
+def test_every_nth_frame(tmp_path):
+    assert segment([AACHEN], tmp_path, "--every-nth-frame", "4", "--segment-frames", "7") == 0
+    rows = coverage(tmp_path)
+    assert [r["frame_index"] for r in rows] == [0, 4, 8, 12, 16, 20, 24, 28]
+    info = video.probe(str(tmp_path / "videos" / f"{naming.input_id(str(AACHEN))}.mp4"))
+    assert info.frame_count == 8 and info.fps == Fraction(17, 4)

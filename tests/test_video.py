@@ -1,0 +1,72 @@
+"""Video probing, frame-exact segment decoding, encoding and concatenation (no Beam)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from beam_seg import video
+
+from conftest import DATA, decode_all, make_index_video, read_index
+
+
+@pytest.mark.parametrize("vfr", [False, True], ids=["cfr", "vfr"])
+def test_segments_decode_exactly_the_planned_frames(tmp_path, vfr):
+    path = make_index_video(tmp_path / "numbered.mp4", 53, fps="30000/1001", vfr=vfr)
+    info = video.probe(str(path))
+    assert info.frame_count == 53
+    assert info.variable_frame_rate is vfr
+    seen = []
+    for seg in video.plan_segments(info, 7):
+        frames = list(video.decode_frames(str(path), info, seg))
+        assert len(frames) == seg.count
+        seen += [read_index(f) for f in frames]
+    assert seen == list(range(53))
+
+
+def test_probe_finds_the_video_stream_after_an_audio_stream():
+    info = video.probe(str(DATA / "videos" / "udacity_solidWhiteRight.mp4"))
+    assert (info.width, info.height, info.frame_count) == (960, 540, 221)
+    assert info.fps == Fraction(25)
+    assert info.audio_codec == "aac"
+
+
+def test_probe_keeps_ntsc_rate_as_a_rational(tmp_path):
+    path = make_index_video(tmp_path / "ntsc.mp4", 12, fps="30000/1001")
+    assert video.probe(str(path)).fps == Fraction(30000, 1001)
+
+
+@pytest.mark.parametrize("content,reason", [(b"", "empty"), (b"hello, not a video\n" * 50, "not a readable")])
+def test_probe_rejects_non_videos_with_a_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.mp4"
+    path.write_bytes(content)
+    with pytest.raises(video.VideoError, match=reason):
+        video.probe(str(path))
+
+
+def test_encode_and_concat_keep_count_rate_and_order(tmp_path):
+    frames = decode_all(make_index_video(tmp_path / "src.mp4", 23, fps="30000/1001"))
+    parts = []
+    for start in range(0, 23, 10):
+        part = tmp_path / f"part{start}.mp4"
+        with video.VideoWriter(str(part), 160, 96, Fraction(30000, 1001)) as writer:
+            for frame in frames[start:start + 10]:
+                writer.write(frame)
+        parts.append(str(part))
+    joined = tmp_path / "joined.mp4"
+    video.concat_segments(parts, str(joined))
+    info = video.probe(str(joined))
+    assert info.frame_count == 23
+    assert info.fps == Fraction(30000, 1001)
+    assert [read_index(f) for f in decode_all(joined)] == list(range(23))
+
+
+def test_odd_sizes_are_padded_to_the_next_even_size(tmp_path):
+    frames = decode_all(make_index_video(tmp_path / "src.mp4", 5, width=160, height=96))
+    out = tmp_path / "odd.mp4"
+    with video.VideoWriter(str(out), 159, 95, Fraction(25)) as writer:
+        for frame in frames:
+            writer.write(frame[:95, :159].copy())
+    info = video.probe(str(out))
+    assert (info.width, info.height, info.frame_count) == (160, 96, 5)
