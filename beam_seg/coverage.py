@@ -43,20 +43,19 @@ def schema_for(label_set: LabelSet) -> pa.Schema:
     return pa.schema(fields, metadata=metadata)
 
 
-def class_fractions(ids: np.ndarray, num_classes: int) -> tuple[list[float], float]:
-    """Fraction of pixels per class id 0..num_classes-1, and of everything else (ignore)."""
+def class_counts(ids: np.ndarray, num_classes: int) -> np.ndarray:
+    """Pixel counts of ids 0..num_classes-1, then one count for everything else (ignore)."""
     counts = np.bincount(ids.ravel(), minlength=256)
-    total = float(ids.size)
-    known = counts[:num_classes]
-    return (known / total).tolist(), float(total - known.sum()) / total
+    return np.append(counts[:num_classes], counts[num_classes:].sum()).astype(np.int64)
 
 
-def coverage_row(base: dict, ids: np.ndarray, label_set: LabelSet) -> dict:
-    fractions, rest = class_fractions(ids, label_set.num_classes)
+def coverage_row(base: dict, counts: np.ndarray, label_set: LabelSet) -> dict:
+    """A table row: the identifying columns plus each class's fraction of the frame."""
+    fractions = (counts / counts.sum()).tolist()
     row = dict(base)
-    for column, value in zip(label_set.column_names(), fractions, strict=True):
+    for column, value in zip(label_set.column_names(), fractions[:-1], strict=True):
         row[FRACTION_PREFIX + column] = value
-    row[IGNORE_COLUMN] = rest
+    row[IGNORE_COLUMN] = fractions[-1]
     return row
 
 

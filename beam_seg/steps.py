@@ -74,33 +74,43 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, np.n
 
 
 def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: RunConfig,
-                        label_set: LabelSet, model_name: str) -> FrameRecord:
-    """Write a frame's label PNG and overlay; return its coverage row."""
+                        label_set: LabelSet) -> FrameRecord:
+    """Write a frame's label PNG and overlay; keep only its class counts."""
     layout = cfg.layout
-    unit = key.unit
-    label_uri = layout.label_png(unit.input_id, key.frame_index)
-    overlay_uri = layout.overlay(unit.input_id, key.frame_index, cfg.overlay_format)
-    storage.write_bytes(label_uri, render.label_png_bytes(ids, label_set))
+    iid = key.unit.input_id
+    storage.write_bytes(layout.label_png(iid, key.frame_index), render.label_png_bytes(ids, label_set))
     blended = render.overlay(rgb, ids, label_set.palette, cfg.alpha)
-    storage.write_bytes(overlay_uri, render.encode_image(blended, cfg.overlay_format))
-    base = {
-        "source_uri": unit.source_uri,
-        "input_id": unit.input_id,
-        "kind": unit.kind,
-        "frame_index": key.frame_index,
-        "timestamp_s": key.timestamp_s,
-        "width": int(ids.shape[1]),
-        "height": int(ids.shape[0]),
-        "model": model_name,
-        "label_set": label_set.name,
-        "label_uri": layout.relative(label_uri),
-        "overlay_uri": layout.relative(overlay_uri),
-    }
-    return FrameRecord(key.frame_index, coverage.coverage_row(base, ids, label_set), overlay_uri)
+    storage.write_bytes(layout.overlay(iid, key.frame_index, cfg.overlay_format),
+                        render.encode_image(blended, cfg.overlay_format))
+    return FrameRecord(key.frame_index, key.timestamp_s, int(ids.shape[1]), int(ids.shape[0]),
+                       coverage.class_counts(ids, label_set.num_classes))
+
+
+def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
+                  label_set: LabelSet, model_name: str) -> list[dict]:
+    layout = cfg.layout
+    rows = []
+    for record in records:
+        base = {
+            "source_uri": unit.source_uri,
+            "input_id": unit.input_id,
+            "kind": unit.kind,
+            "frame_index": record.frame_index,
+            "timestamp_s": record.timestamp_s,
+            "width": record.width,
+            "height": record.height,
+            "model": model_name,
+            "label_set": label_set.name,
+            "label_uri": layout.relative(layout.label_png(unit.input_id, record.frame_index)),
+            "overlay_uri": layout.relative(
+                layout.overlay(unit.input_id, record.frame_index, cfg.overlay_format)),
+        }
+        rows.append(coverage.coverage_row(base, record.class_counts, label_set))
+    return rows
 
 
 def finish_segment(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
-                   label_set: LabelSet) -> SegmentResult:
+                   label_set: LabelSet, model_name: str) -> SegmentResult:
     """Write the unit's coverage rows and, for a video, encode its overlays into a segment mp4.
 
     The coverage file is written last: its presence means the segment is complete.
@@ -116,10 +126,11 @@ def finish_segment(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
             local = os.path.join(tmp, "segment.mp4")
             with video.VideoWriter(local, info.width, info.height, fps, info.sar) as writer:
                 for record in records:
-                    writer.write(render.decode_rgb(storage.read_bytes(record.overlay_uri)))
+                    overlay_uri = layout.overlay(unit.input_id, record.frame_index, cfg.overlay_format)
+                    writer.write(render.decode_rgb(storage.read_bytes(overlay_uri)))
             storage.upload_file(local, segment_uri)
     if records:
-        rows = [r.row for r in records]
+        rows = coverage_rows(unit, records, cfg, label_set, model_name)
         storage.write_bytes(layout.coverage(unit.input_id, unit.key[1]),
                             coverage.parquet_bytes(rows, label_set))
     return SegmentResult(unit, len(records), segment_uri)
@@ -155,7 +166,11 @@ def finish_input(input_id: str, results: list[SegmentResult], errors: list[Error
                                       f"only {len(results)} of {expected} segments finished"))
         if present:
             video_uri = layout.video(input_id)
-            _assemble_video(present, video_uri, results[0].unit)
+            try:
+                _assemble_video(present, video_uri, results[0].unit)
+            except (video.VideoError, OSError) as exc:
+                errors.append(ErrorRecord(source, input_id, "assemble", f"{type(exc).__name__}: {exc}"))
+                video_uri = None
     error_uri = storage.join(layout.root, "errors", input_id + ".jsonl")
     if errors:
         storage.write_bytes(error_uri, "".join(e.to_json() + "\n" for e in errors).encode())

@@ -8,12 +8,14 @@ half-written output behind.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import os
 import posixpath
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -65,9 +67,11 @@ def write_bytes(uri: str, data: bytes) -> None:
 def open_for_write(uri: str) -> Iterator:
     """A writable binary stream whose content appears at `uri` only if the block succeeds."""
     if is_local(uri):
-        path = _local_path(uri)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        path = os.path.abspath(_local_path(uri))
+        directory, name = os.path.split(path)
+        os.makedirs(directory, exist_ok=True)
+        # Hidden, so a write cut short by a kill never matches an output glob.
+        tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
             with open(tmp, "wb") as f:
                 yield f
@@ -80,8 +84,28 @@ def open_for_write(uri: str) -> Iterator:
                                compression_type=CompressionTypes.UNCOMPRESSED)
         try:
             yield f
-        finally:
-            f.close()
+        except BaseException:
+            _abort_upload(f, uri)
+            raise
+        f.close()  # completes the upload: only now does the object exist
+
+
+def _abort_upload(f, uri: str) -> None:
+    """Drop an upload that failed midway, so that no partial object appears at `uri`.
+
+    Closing an object-store writer completes its upload, whatever was written. GCS's writer
+    (google-cloud-storage's BlobWriter) can cancel instead; for other stores the partial
+    object is closed and removed.
+    """
+    terminate = getattr(f, "terminate", None)
+    if callable(terminate):
+        with contextlib.suppress(Exception):
+            terminate()
+        return
+    with contextlib.suppress(Exception):
+        f.close()
+    with contextlib.suppress(Exception):
+        FileSystems.delete([uri])
 
 
 def upload_file(local_path: str, uri: str) -> None:
@@ -91,15 +115,43 @@ def upload_file(local_path: str, uri: str) -> None:
 
 
 def download_file(uri: str, local_path: str) -> None:
+    """Copy `uri` to a local file atomically; a gs:// object is checked against its crc32c.
+
+    Beam reads GCS objects in ranges, which the client does not checksum, so the whole
+    download is compared with the checksum GCS keeps for every object.
+    """
+    expected = _gcs_crc32c(uri)
+    crc = None
+    if expected is not None:
+        import google_crc32c  # a dependency of google-cloud-storage, so of apache-beam[gcp]
+
+        crc = google_crc32c.Checksum()
     tmp = f"{local_path}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
                 open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst, _CHUNK)
+            for chunk in iter(lambda: src.read(_CHUNK), b""):
+                dst.write(chunk)
+                if crc is not None:
+                    crc.update(chunk)
+        if crc is not None and base64.b64encode(crc.digest()).decode() != expected:
+            raise OSError(f"{uri}: the downloaded bytes do not match the object's crc32c "
+                          "(changed or corrupted while downloading)")
         os.replace(tmp, local_path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+INPUT_CACHE_BYTES_ENV = "BEAM_SEG_INPUT_CACHE_BYTES"
+_RECENTLY_USED_S = 120
+
+
+def _gcs_crc32c(uri: str) -> str | None:
+    """The base64 crc32c that GCS holds for an object; None for other filesystems."""
+    if not uri.startswith("gs://"):
+        return None
+    return FileSystems.checksum(uri) or None
 
 
 def local_cache_dir() -> str:
@@ -112,17 +164,52 @@ def local_cache_dir() -> str:
 def local_copy(uri: str) -> str:
     """A local, seekable path for `uri`: the file itself when local, else a cached download.
 
-    One download per worker machine per input: the segments of a long video that land
-    on the same worker reuse it.
+    One download per worker machine per input version: the segments of a long video that
+    land on the same worker reuse it, and an object replaced since (other size or update
+    time) is fetched anew. Copies not used for a while are evicted, oldest first, once the
+    cache outgrows its budget (`BEAM_SEG_INPUT_CACHE_BYTES`, default half the space the
+    scratch disk has for it), so a worker that sees many videos does not fill its disk.
     """
     if is_local(uri):
         return _local_path(uri)
-    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    matched = FileSystems.match([uri])[0].metadata_list
+    if not matched:
+        raise FileNotFoundError(f"no such file: {uri}")
+    meta = matched[0]
+    version = f"{uri}\n{meta.size_in_bytes}\n{meta.last_updated_in_seconds}"
+    digest = hashlib.sha256(version.encode()).hexdigest()[:16]
     suffix = os.path.splitext(uri)[1][:8]
-    path = os.path.join(local_cache_dir(), digest + suffix)
-    if not os.path.exists(path):
-        download_file(uri, path)
+    cache = local_cache_dir()
+    path = os.path.join(cache, digest + suffix)
+    if os.path.exists(path):
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: not evicted
+        return path
+    download_file(uri, path)
+    _evict_inputs(cache, keep=path)
     return path
+
+
+def _evict_inputs(cache: str, keep: str) -> None:
+    entries = []
+    for entry in os.scandir(cache):
+        if entry.name.startswith(".") or ".tmp-" in entry.name:
+            continue  # a download in progress
+        with contextlib.suppress(OSError):
+            st = entry.stat()
+            entries.append((st.st_mtime, st.st_size, entry.path))
+    total = sum(size for _, size, _ in entries)
+    budget = os.environ.get(INPUT_CACHE_BYTES_ENV)
+    budget = int(budget) if budget else (shutil.disk_usage(cache).free + total) // 2
+    now = time.time()
+    for mtime, size, path in sorted(entries):
+        if total <= budget:
+            break
+        if path == keep or now - mtime < _RECENTLY_USED_S:
+            continue  # may be about to be opened by a decoder
+        with contextlib.suppress(OSError):
+            os.remove(path)  # a decoder that has it open keeps reading (POSIX)
+            total -= size
 
 
 def delete(uri: str) -> None:

@@ -11,8 +11,10 @@ counts and table rows cross a shuffle.
 from __future__ import annotations
 
 import time
+import warnings
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
@@ -23,6 +25,9 @@ from beam_seg.units import ErrorRecord, RunConfig, UnitStatus, error_from_except
 
 NAMESPACE = "beam_seg"
 
+# BatchElements fits batch size against time and warns when its few points are collinear.
+warnings.filterwarnings("ignore", category=np.exceptions.RankWarning, module=r"apache_beam\.transforms\.util")
+
 
 class _LabelSetDoFn(beam.DoFn):
     """Base for steps that need the run's label set (resolved once per DoFn instance)."""
@@ -31,7 +36,9 @@ class _LabelSetDoFn(beam.DoFn):
         self.cfg = cfg
 
     def setup(self) -> None:
-        self.label_set = load_label_set(resolve(self.cfg.model, self.cfg.labels).labels)
+        resolved = resolve(self.cfg.model, self.cfg.labels)
+        self.model_name = resolved.name
+        self.label_set = load_label_set(resolved.labels)
 
 
 class DecodeUnit(beam.DoFn):
@@ -62,7 +69,7 @@ class WriteFrame(_LabelSetDoFn):
         key, result = element
         start = time.perf_counter()
         record = steps.write_frame_outputs(key, result.example, result.inference, self.cfg,
-                                           self.label_set, result.model_id or self.cfg.model)
+                                           self.label_set)
         self.write_ms.update(int((time.perf_counter() - start) * 1000))
         self.frames_segmented.inc()
         yield key.unit.key, record
@@ -78,7 +85,7 @@ class FinishSegment(_LabelSetDoFn):
         if not statuses:
             return
         status = statuses[0]
-        result = steps.finish_segment(status.unit, records, self.cfg, self.label_set)
+        result = steps.finish_segment(status.unit, records, self.cfg, self.label_set, self.model_name)
         yield status.unit.input_id, result
         for error in steps.status_errors(status):
             yield beam.pvalue.TaggedOutput("errors", error)
@@ -150,13 +157,15 @@ class SegmentInputs(beam.PTransform):
         finished = (
             {"frames": records, "status": statuses | "KeyStatus" >> beam.Map(lambda s: (s.unit.key, s))}
             | "GroupBySegment" >> beam.CoGroupByKey()
-            | "FinishSegments" >> beam.ParDo(FinishSegment(cfg)).with_outputs("errors", main="segments"))
+            | "FinishSegments" >> beam.ParDo(FinishSegment(cfg)).with_outputs(
+                "errors", main="segments").with_exception_handling())
         errors = (
             (plan_failed | "PlanErrors" >> _dead_letters("plan"),
              decode_failed | "DecodeErrors" >> _dead_letters("decode"),
              inference_failed.failed_inferences
              | "InferenceErrors" >> beam.FlatMap(_inference_dead_letters),
              write_failed | "WriteErrors" >> _dead_letters("write"),
+             finished["bad"] | "SegmentErrors" >> _dead_letters("finish_segment"),
              finished["errors"])
             | "AllErrors" >> beam.Flatten()
             | "CountErrors" >> beam.ParDo(CountErrors()))

@@ -11,6 +11,8 @@ import json
 import traceback
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from beam_seg import naming
 from beam_seg.video import Segment, VideoInfo
 
@@ -62,11 +64,17 @@ class FrameKey:
 
 @dataclass(frozen=True)
 class FrameRecord:
-    """What is left of a frame after its outputs are written: its table row and overlay path."""
+    """What is left of a frame once its files are written: a few hundred bytes, no pixels.
+
+    The table row is built from it when the segment finishes, so what crosses the shuffle
+    per frame stays small however long the video is.
+    """
 
     frame_index: int
-    row: dict
-    overlay_uri: str
+    timestamp_s: float
+    width: int
+    height: int
+    class_counts: np.ndarray  # pixels per class id, then the rest (ignore)
 
 
 @dataclass(frozen=True)
@@ -110,16 +118,27 @@ def planned_frame_indices(segment: Segment, every_nth_frame: int) -> list[int]:
     return [i for i in range(segment.start, segment.stop) if i % every_nth_frame == 0]
 
 
+def _find_unit(obj, depth: int = 3) -> WorkUnit | None:
+    """The WorkUnit inside whatever element a step failed on (keys, groups, results)."""
+    if isinstance(obj, WorkUnit):
+        return obj
+    if isinstance(obj, FrameKey | UnitStatus | SegmentResult):
+        return obj.unit
+    if depth > 0:
+        children = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, tuple | list) else ()
+        for child in children:
+            found = _find_unit(child, depth - 1)
+            if found is not None:
+                return found
+    return None
+
+
 def _uri_and_id(element) -> tuple[str, str]:
-    """Find the input behind any element a step may fail on."""
-    for candidate in (element, getattr(element, "unit", None),
-                      element[0] if isinstance(element, tuple) and element else None):
-        if isinstance(candidate, WorkUnit):
-            return candidate.source_uri, candidate.input_id
-        if isinstance(candidate, FrameKey):
-            return candidate.unit.source_uri, candidate.unit.input_id
-        if isinstance(candidate, str):
-            return candidate, naming.input_id(candidate)
+    unit = _find_unit(element)
+    if unit is not None:
+        return unit.source_uri, unit.input_id
+    if isinstance(element, str):
+        return element, naming.input_id(element)
     return repr(element)[:200], "unknown"
 
 
@@ -127,7 +146,7 @@ def error_from_exception(step: str, element, exc_info) -> ErrorRecord:
     """Turn a with_exception_handling dead letter `(element, (type, value, tb))` into a record."""
     uri, iid = _uri_and_id(element)
     exc_type, exc_value, tb = exc_info
-    unit = element if isinstance(element, WorkUnit) else getattr(element, "unit", None)
+    unit = _find_unit(element)
     if isinstance(element, tuple) and element and isinstance(element[0], FrameKey):
         start = element[0].frame_index
         stop = start + 1
@@ -137,4 +156,8 @@ def error_from_exception(step: str, element, exc_info) -> ErrorRecord:
         start = stop = None
     name = getattr(exc_type, "__name__", str(exc_type))
     lines = tb if isinstance(tb, list) else traceback.format_tb(tb) if tb else []
-    return ErrorRecord(uri, iid, step, f"{name}: {exc_value}", start, stop, list(lines)[-3:])
+    # Beam passes repr(exception); the formatted traceback's last line reads "Type: message".
+    message = str(exc_value)
+    if lines and ": " in lines[-1]:
+        message = lines[-1].strip().split(": ", 1)[1]
+    return ErrorRecord(uri, iid, step, f"{name}: {message}", start, stop, list(lines)[-3:])

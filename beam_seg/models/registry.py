@@ -1,19 +1,24 @@
 """Known models (name -> URL, sha256, format, label set) and how a `--model` value becomes a local file.
 
 Lookup order for a registry name: the offline mirror `BEAM_SEG_MODEL_DIR` (how tests,
-the demo and air-gapped clusters run), then the download cache, then the URL. Every
+the demo and air-gapped clusters run; a local directory, or a gs:// prefix whose files are
+fetched once per machine into the cache), then the download cache, then the URL. Every
 file taken from the cache or a download is checked against its sha256 when one is known.
+A model given by URI (gs://, s3://, http(s)://) is likewise fetched once per machine.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
 import shutil
 import tarfile
 import tempfile
+import threading
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from apache_beam.io.filesystems import FileSystems
@@ -132,8 +137,62 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
+_digests: dict[tuple, str] = {}
+_digests_lock = threading.Lock()
+
+
+def _cached_sha256(path: str) -> str:
+    """sha256 of a cache file, hashed once per process for each version of the file.
+
+    `resolve` runs in the launcher and in every DoFn's setup; re-hashing a large model
+    each time would cost seconds for nothing.
+    """
+    st = os.stat(path)
+    key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _digests_lock:
+        digest = _digests.get(key)
+    if digest is None:
+        digest = sha256_of(path)
+        with _digests_lock:
+            _digests[key] = digest
+    return digest
+
+
+def _usable(cached: str, sha256: str | None) -> bool:
+    return os.path.exists(cached) and (sha256 is None or _cached_sha256(cached) == sha256)
+
+
+_thread_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exclusive(dest: str) -> Iterator[None]:
+    """Serialise fetching `dest` between the threads and processes of this machine.
+
+    Whoever comes first downloads; the others wait, then find the finished file. So a
+    worker with several SDK processes and DoFn threads fetches a remote model once.
+    """
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): at least the threads of a process take turns
+        with _thread_lock:
+            yield
+        return
+    with open(dest + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def _fetch(uri: str, dest: str, sha256: str | None) -> str:
-    """Download `uri` (http(s) or any Beam filesystem) to `dest`, verifying its checksum."""
+    """Download `uri` (http(s) or any Beam filesystem) to `dest`, verifying its checksum.
+
+    With no sha256 known, a gs:// object is still checked against the crc32c that GCS
+    keeps for it (`storage.download_file`).
+    """
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".download-")
     os.close(fd)
@@ -154,22 +213,33 @@ def _fetch(uri: str, dest: str, sha256: str | None) -> str:
 
 def _find_or_fetch(filename: str, url: str | None, sha256: str | None) -> str:
     mirror = os.environ.get(MODEL_DIR_ENV)
+    cached = os.path.join(cache_dir(), filename)
     if mirror:
         candidate = storage.join(mirror, filename)
-        if storage.exists(candidate):
-            return candidate if storage.is_local(candidate) else _fetch(
-                candidate, os.path.join(cache_dir(), filename), sha256)
-    cached = os.path.join(cache_dir(), filename)
-    if os.path.exists(cached) and (sha256 is None or sha256_of(cached) == sha256):
-        return cached
-    if url is None:
-        raise ModelNotFoundError(f"{filename} is not in {MODEL_DIR_ENV} or the cache, and has no URL")
-    try:
-        return _fetch(url, cached, sha256)
-    except OSError as exc:
-        raise ModelNotFoundError(
-            f"cannot download {url} ({exc}); put {filename} in a directory and set "
-            f"{MODEL_DIR_ENV} to it") from None
+        if storage.is_local(candidate):
+            if storage.exists(candidate):
+                return candidate
+        else:  # a remote mirror (gs://…): fetched once into the cache, then reused
+            with _exclusive(cached):
+                if _usable(cached, sha256):
+                    return cached
+                if storage.exists(candidate):
+                    return _fetch(candidate, cached, sha256)
+    with _exclusive(cached):
+        if _usable(cached, sha256):
+            return cached
+        if url is None:
+            raise ModelNotFoundError(f"{filename} is not in {MODEL_DIR_ENV} or the cache, and has no URL")
+        try:
+            return _fetch(url, cached, sha256)
+        except OSError as exc:
+            raise ModelNotFoundError(
+                f"cannot download {url} ({exc}); put {filename} in a directory and set "
+                f"{MODEL_DIR_ENV} to it") from None
+
+
+def _is_url(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def detect_format(path: str) -> str:
@@ -178,38 +248,63 @@ def detect_format(path: str) -> str:
         return "tflite"
     if lower.endswith((".tar.gz", ".tgz", ".pb")):
         return "frozen_graph"
-    if storage.exists(storage.join(path.rstrip("/"), "saved_model.pb")):
+    if not _is_url(path) and storage.exists(storage.join(path.rstrip("/"), "saved_model.pb")):
         return "savedmodel"
     raise ModelNotFoundError(
         f"{path}: not a .tflite file, a SavedModel directory, a frozen graph (.pb) "
         "or a model-zoo .tar.gz")
 
 
-def _local_model_copy(uri: str, fmt: str) -> str:
-    """Remote models are fetched once per machine into the cache, keyed by their URI."""
-    if storage.is_local(uri) and "://" not in uri:
-        return os.path.abspath(uri)
-    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    base = posixpath.basename(uri.rstrip("/"))
-    dest = os.path.join(cache_dir(), "by-uri", key, base)
-    if os.path.exists(dest):
-        return dest
+def _remote_files(uri: str, fmt: str) -> list:
+    """The FileMetadata of a remote model: the file, or every file of a SavedModel directory."""
     if fmt == "savedmodel":
         root = uri.rstrip("/") + "/"
-        tmp_dir = tempfile.mkdtemp(dir=cache_dir(), prefix=".download-")
-        for meta in FileSystems.match([root + "**"])[0].metadata_list:
-            rel = meta.path[len(root):]
-            local = os.path.join(tmp_dir, *rel.split("/"))
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            storage.download_file(meta.path, local)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        os.replace(tmp_dir, dest)
-        return dest
-    return _fetch(uri, dest, None)
+        # Skip "folder" placeholder objects (names ending in '/') that some GCS tools create.
+        return [m for m in FileSystems.match([root + "**"])[0].metadata_list
+                if not m.path.endswith("/")]
+    return FileSystems.match([uri])[0].metadata_list
+
+
+def _local_model_copy(uri: str, fmt: str) -> str:
+    """A remote model is fetched once per machine into the cache and reused from there.
+
+    The cache key is the URI plus the size and update time of each of its files, so a
+    model replaced at the same URI is fetched again rather than served stale.
+    """
+    if storage.is_local(uri):
+        return os.path.abspath(storage.local_copy(uri))
+    files = _remote_files(uri, fmt)
+    if not files:
+        raise ModelNotFoundError(f"{uri}: no such model")
+    fingerprint = "\n".join([uri, *sorted(f"{m.path} {m.size_in_bytes} {m.last_updated_in_seconds}"
+                                           for m in files)])
+    key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+    dest = os.path.join(cache_dir(), "by-uri", key, posixpath.basename(uri.rstrip("/")))
+    with _exclusive(dest):
+        if os.path.exists(dest):
+            return dest
+        if fmt != "savedmodel":
+            return _fetch(uri, dest, None)
+        root = uri.rstrip("/") + "/"
+        tmp_dir = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix=".download-")
+        try:
+            for meta in files:
+                local = os.path.join(tmp_dir, *meta.path[len(root):].split("/"))
+                os.makedirs(os.path.dirname(local), exist_ok=True)
+                storage.download_file(meta.path, local)
+            os.replace(tmp_dir, dest)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return dest
 
 
 def resolve(model: str, labels: str | None = None) -> ResolvedModel:
-    """Turn a --model value (registry name, path or URI) into a local file and its label set."""
+    """Turn a --model value (registry name, path or URI) into a local file and its label set.
+
+    A remote model (gs://, s3://, http(s)://) is downloaded once per machine into the
+    cache (`BEAM_SEG_CACHE_DIR`); every later resolve on that machine, from any thread or
+    process, reuses the copy.
+    """
     spec = REGISTRY.get(model)
     if spec is not None:
         path = _find_or_fetch(spec.filename, spec.url, spec.sha256)
@@ -217,11 +312,12 @@ def resolve(model: str, labels: str | None = None) -> ResolvedModel:
         if labels is None and spec.labels not in ("cityscapes", "pascal"):
             label_set = _find_or_fetch(spec.labels, spec.labels_url, spec.labels_sha256)
         return ResolvedModel(spec.name, path, spec.format, label_set)
-    if model.startswith(("http://", "https://")):
+    if _is_url(model):
         fmt = detect_format(model.split("?")[0])
         key = hashlib.sha256(model.encode()).hexdigest()[:16]
         dest = os.path.join(cache_dir(), "by-uri", key, posixpath.basename(model.split("?")[0]))
-        path = dest if os.path.exists(dest) else _fetch(model, dest, None)
+        with _exclusive(dest):
+            path = dest if os.path.exists(dest) else _fetch(model, dest, None)
     else:
         if not storage.exists(model) and not storage.exists(storage.join(model, "saved_model.pb")):
             known = ", ".join(sorted(REGISTRY))

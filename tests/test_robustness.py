@@ -1,0 +1,206 @@
+"""Bad inputs, hostile names, resume and exit codes: a run always finishes and says what failed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from beam_seg import naming
+from beam_seg.video import ffmpeg_exe
+
+from conftest import DATA, ROOT, make_index_video
+from pipeline_helpers import coverage, label_maps, segment
+
+BEAM_SEG = [sys.executable, "-m", "beam_seg.cli"]
+
+
+def _outputs_of(out: Path, source: Path) -> dict[str, list[Path]]:
+    iid = naming.input_id(str(source))
+    return {
+        "labels": sorted((out / "labels" / iid).glob("*.png")),
+        "overlays": sorted((out / "overlays" / iid).glob("*.jpg")),
+        "coverage": sorted((out / "coverage" / iid).glob("*.parquet")),
+        "done": sorted((out / "_done").glob(f"{iid}.json")),
+        "errors": sorted((out / "errors").glob(f"{iid}.jsonl")),
+    }
+
+
+def _errors(out: Path, source: Path) -> list[dict]:
+    path = out / "errors" / f"{naming.input_id(str(source))}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def mixed_inputs(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("mixed")
+    inputs = {"zero": d / "zero.mp4", "text": d / "notes.jpg", "audio": d / "audio_only.mp4",
+              "rgba": d / "rgba.png", "gray16": d / "gray16.png", "truncated": d / "truncated.mp4"}
+    inputs["zero"].write_bytes(b"")
+    inputs["text"].write_text("this is a text file, not a JPEG\n")
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=1",
+                    "-c:a", "aac", str(inputs["audio"])], check=True)
+    street = np.asarray(Image.open(DATA / "images" / "dashcam" / "vehicle_test3.jpg").convert("RGB"))
+    rgba = np.dstack([street[:200, :300], np.full((200, 300), 90, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(inputs["rgba"])
+    gray16 = (street[:200, :300, 1].astype(np.uint16) * 257)
+    Image.fromarray(gray16).save(inputs["gray16"])
+    assert Image.open(inputs["gray16"]).mode.startswith("I;16")
+    full = make_index_video(d / "full.mp4", 40, width=320, height=192)
+    # moov at the front (as cameras write it), then cut: the first frames stay decodable
+    faststart = d / "faststart.mp4"
+    subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(full), "-c", "copy",
+                    "-movflags", "+faststart", str(faststart)], check=True)
+    data = faststart.read_bytes()
+    inputs["truncated"].write_bytes(data[: len(data) * 6 // 10])
+    return inputs
+
+
+@pytest.fixture(scope="module")
+def mixed_run(mixed_inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("mixed-out")
+    code = segment(list(mixed_inputs.values()), out, "--segment-frames", "10")
+    return code, out
+
+
+def test_bad_inputs_become_error_records_and_exit_3(mixed_inputs, mixed_run):
+    code, out = mixed_run
+    assert code == 3
+    expected_reasons = {"zero": "empty", "text": "cannot identify image", "audio": "no video stream"}
+    for name, fragment in expected_reasons.items():
+        (record,) = _errors(out, mixed_inputs[name])
+        assert fragment in record["reason"], record
+        assert record["source_uri"] == str(mixed_inputs[name]) and record["step"] in ("plan", "decode")
+        assert not _outputs_of(out, mixed_inputs[name])["done"]
+
+
+@pytest.mark.parametrize("name", ["rgba", "gray16"])
+def test_unusual_image_modes_get_all_their_outputs(mixed_inputs, mixed_run, name):
+    _, out = mixed_run
+    outputs = _outputs_of(out, mixed_inputs[name])
+    assert [len(outputs[k]) for k in ("labels", "overlays", "coverage", "done", "errors")] == [1, 1, 1, 1, 0]
+    ids = label_maps(out)[f"labels/{naming.input_id(str(mixed_inputs[name]))}/000000.png"]
+    assert ids.shape == (200, 300)
+    assert len(np.unique(ids)) > 1  # a real street scene, not one flat class
+
+
+def test_truncated_video_keeps_decoded_frames_and_reports_the_rest(mixed_inputs, mixed_run):
+    _, out = mixed_run
+    source = mixed_inputs["truncated"]
+    outputs = _outputs_of(out, source)
+    rows = [r for r in coverage(out) if r["source_uri"] == str(source)]
+    assert 0 < len(rows) < 40
+    assert [r["frame_index"] for r in rows] == list(range(len(rows)))
+    assert len(outputs["labels"]) == len(rows)
+    records = _errors(out, source)
+    assert any(r["step"] == "decode" and r["frame_start"] == len(rows) for r in records), records
+    assert (out / "videos" / f"{naming.input_id(str(source))}.mp4").is_file()
+
+
+def test_rerun_skips_finished_inputs_and_overwrite_redoes_them(tmp_path):
+    inputs = [DATA / "images" / "dashcam" / "lanes_solidYellowLeft.jpg",
+              make_index_video(tmp_path / "clip.mp4", 12)]
+    out = tmp_path / "out"
+    assert segment(inputs, out, "--segment-frames", "5") == 0
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+
+    assert segment(inputs, out, "--segment-frames", "5") == 0
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+
+    assert segment(inputs, out, "--segment-frames", "5", "--overwrite") == 0
+    for path, (mtime, data) in before.items():
+        assert path.stat().st_mtime_ns != mtime, f"{path} was not rewritten"
+        assert path.read_bytes() == data, f"{path} differs on a re-run"  # byte-for-byte deterministic
+
+
+def test_a_killed_run_resumes_to_complete_correct_outputs(tmp_path):
+    clip = make_index_video(tmp_path / "long clip.mp4", 120, width=320, height=192)
+    image = DATA / "images" / "dashcam" / "vehicle_test2.jpg"
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    assert segment([clip, image], reference, "--segment-frames", "10") == 0
+
+    args = [*BEAM_SEG, "segment", str(clip), str(image), "--output", str(resumed), "--segment-frames", "10"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    labels_dir = resumed / "labels" / naming.input_id(str(clip))
+    try:
+        _wait_for(lambda: len(list(labels_dir.glob("*.png"))) >= 20, proc)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (resumed / "_done" / f"{naming.input_id(str(clip))}.json").exists()
+
+    assert segment([clip, image], resumed, "--segment-frames", "10") == 0
+    assert label_maps(resumed).keys() == label_maps(reference).keys()
+    for name, ids in label_maps(reference).items():
+        np.testing.assert_array_equal(label_maps(resumed)[name], ids, err_msg=name)
+    assert coverage(resumed) == coverage(reference)
+
+
+def _wait_for(condition, proc, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        assert time.monotonic() < deadline, "timed out waiting for the run to make progress"
+        time.sleep(0.05)
+
+
+def test_hostile_names_stay_under_the_output_root(tmp_path):
+    weird = tmp_path / "in put #1 %20" / "ça va 'quoted' $HOME"
+    other = tmp_path / "other"
+    weird.mkdir(parents=True)
+    other.mkdir()
+    sources = [make_index_video(weird / "clip.mp4", 6), make_index_video(other / "clip.mp4", 6),
+               make_index_video(weird / "..clip..mp4", 6)]
+    image = weird / "naïve; rm -rf ~.png"
+    Image.open(DATA / "images" / "dashcam" / "vehicle_test1.jpg").save(image)
+    out = tmp_path / "out"
+    assert segment([*sources, image], out) == 0
+    videos = sorted(p.name for p in (out / "videos").iterdir())
+    assert len(videos) == 3 and len(set(videos)) == 3  # two clip.mp4 never collide
+    for path in out.rglob("*"):
+        assert out in path.resolve().parents
+        assert all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in path.name), path
+    assert len(coverage(out)) == 6 * 3 + 1
+
+
+def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    return subprocess.run([*BEAM_SEG, *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["segment", "/no/such/video.mp4", "--output", "OUT"], "input not found"),
+    (["segment", "/no/such/dir/*.mp4", "--output", "OUT"], "no files match"),
+    (["segment", "IMG", "--output", "OUT", "--model", "nonexistent-model"], "unknown model"),
+    (["segment", "IMG", "--output", "BLOCKED/out"], "not writable"),
+    (["segment", "IMG", "--output", "OUT", "--alpha", "2"], "--alpha"),
+    (["segment", "IMG", "--output", "OUT", "--every-nth-frame", "0"], "--every-nth-frame"),
+    (["segment", "IMG"], "--output"),
+    (["frobnicate"], "unknown command"),
+])
+def test_bad_usage_exits_2_with_one_line_and_no_traceback(tmp_path, args, fragment):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    image = str(DATA / "images" / "dashcam" / "vehicle_test1.jpg")
+    args = [a.replace("OUT", str(tmp_path / "out")).replace("BLOCKED", str(blocked))
+            .replace("IMG", image) for a in args]
+    result = _cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and fragment in errors[0], result.stderr
+
+
+def test_models_command_lists_the_registry():
+    result = _cli("models")
+    assert result.returncode == 0
+    assert "cityscapes-edgetpu-slim" in result.stdout and "322fe29945cb" in result.stdout
