@@ -133,6 +133,9 @@ def finish_segment(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
         rows = coverage_rows(unit, records, cfg, label_set, model_name)
         storage.write_bytes(layout.coverage(unit.input_id, unit.key[1]),
                             coverage.parquet_bytes(rows, label_set))
+    if unit.kind == "video":
+        log.info("%s: segment %d/%d done (frames %d-%d)", unit.input_id, unit.segment.index + 1,
+                 unit.segment_count, unit.segment.start, unit.segment.stop - 1)
     return SegmentResult(unit, len(records), segment_uri)
 
 

@@ -204,3 +204,28 @@ def test_models_command_lists_the_registry():
     result = _cli("models")
     assert result.returncode == 0
     assert "cityscapes-edgetpu-slim" in result.stdout and "322fe29945cb" in result.stdout
+
+
+def test_decompression_bombs_are_refused_before_decoding(tmp_path):
+    """A 40000x40000 PNG is a few hundred kB on disk and 4.8 GB decoded: refused from its header."""
+    import zlib
+
+    bomb = tmp_path / "bomb.png"
+    width = height = 40000
+    raw_row = b"\x00" + b"\x00" * width
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(raw_row) for _ in range(height)) + compressor.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (len(data).to_bytes(4, "big") + kind + data
+                + zlib.crc32(kind + data).to_bytes(4, "big"))
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+                     + chunk(b"IEND", b""))
+    small = DATA / "images" / "dashcam" / "vehicle_test1.jpg"  # 1280x720 = 921,600 pixels
+    out = tmp_path / "out"
+    assert segment([bomb, small], out, "--max-image-pixels", "900000") == 3
+    for source in (bomb, small):
+        (record,) = _errors(out, source)
+        assert record["step"] == "decode" and "ImageTooLargeError" in record["reason"], record

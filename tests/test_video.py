@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from fractions import Fraction
 
 import pytest
@@ -70,3 +71,14 @@ def test_odd_sizes_are_padded_to_the_next_even_size(tmp_path):
             writer.write(frame[:95, :159].copy())
     info = video.probe(str(out))
     assert (info.width, info.height, info.frame_count) == (160, 96, 5)
+
+
+def test_rotated_video_decodes_upright_at_its_display_size(tmp_path):
+    source = make_index_video(tmp_path / "src.mp4", 9, width=160, height=96)
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run([video.ffmpeg_exe(), "-loglevel", "error", "-display_rotation:v:0", "90",
+                    "-i", str(source), "-c", "copy", str(rotated)], check=True)
+    info = video.probe(str(rotated))
+    assert (info.width, info.height, info.rotation) == (96, 160, 90)
+    frames = list(video.decode_frames(str(rotated), info, video.plan_segments(info, 4)[1]))
+    assert [f.shape for f in frames] == [(160, 96, 3)] * 4
