@@ -145,6 +145,23 @@ def check_output_writable(output: str) -> None:
         raise UsageError(f"output {output} is not writable: {exc}") from None
 
 
+def tune_direct_runner(options: PipelineOptions, pipeline_args: list[str]) -> None:
+    """On the DirectRunner, run as many bundles as cores in threads unless told otherwise.
+
+    One process keeps one model; while one thread waits in inference (which itself uses
+    every core), the other decodes, renders and writes. Measured on 2 cores: 0.8 of the
+    bare model's rate against 0.55 for Beam's single-threaded default.
+    """
+    runner = options.view_as(StandardOptions).runner
+    if runner not in (None, "DirectRunner", "direct"):
+        return
+    if any(arg.startswith(("--direct_running_mode", "--direct_num_workers")) for arg in pipeline_args):
+        return
+    direct = options.view_as(DirectOptions)
+    direct.direct_running_mode = "multi_threading"
+    direct.direct_num_workers = max(2, os.cpu_count() or 1)
+
+
 def choose_threads(options: PipelineOptions, requested: int | None) -> int:
     """Inference threads per process: share the cores between Beam's worker processes."""
     if requested:
@@ -264,6 +281,7 @@ def _run(known, pipeline_args, save_main_session, test_pipeline) -> int:
     started = time.monotonic()
     options = PipelineOptions(pipeline_args)
     options.view_as(SetupOptions).save_main_session = save_main_session
+    tune_direct_runner(options, pipeline_args)
     cfg = RunConfig(
         output=storage.absolute(known.output), model=known.model, labels=known.labels,
         alpha=known.alpha, overlay_format=known.overlay_format,
