@@ -20,6 +20,7 @@ import html
 import io
 import math
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -42,6 +43,7 @@ MAX_TABLE_ROWS = 200  # inputs listed one by one; the rest are counted
 MAX_THUMBNAILS = 12
 THUMBNAIL_WIDTH = 360
 IGNORE_COLOR = (128, 128, 128)
+LEGEND_ENTRIES = 16
 
 
 # --------------------------------------------------------------------------- command plumbing
@@ -266,8 +268,10 @@ class ClassMix:
     frames_over_1pct: dict[str, float]  # column -> share of frames where the class covers > 1%
 
     def main_columns(self, k: int = MAIN_CLASSES) -> list[str]:
+        """The k classes covering most of the run, in class-id order (road before sky)."""
         columns = fraction_columns(self.label_set)
-        return sorted(columns, key=lambda c: -(self.mean.get(c) or 0.0))[:k]
+        largest = set(sorted(columns, key=lambda c: -(self.mean.get(c) or 0.0))[:k])
+        return [c for c in columns if c in largest]
 
 
 def class_mix(cov: Coverage) -> list[ClassMix]:
@@ -375,6 +379,8 @@ def load_thumbnails(cov: Coverage, limit: int = MAX_THUMBNAILS) -> list[Thumbnai
 def percent(value: float | None) -> str:
     if value is None:
         return "-"
+    if 0 < value < 0.0005:
+        return "<0.1%"  # present but tiny: not the same as absent
     return f"{100 * value:.1f}%"
 
 
@@ -487,7 +493,8 @@ def plot_coverage_over_time(series: TimeSeries, label_set: LabelSet, title: str)
     # Legend: the classes worth naming, top of the stack first, beside the plot.
     handles, labels = ax.get_legend_handles_labels()
     keep = [i for i, c in enumerate(columns) if series.fractions[c].mean() >= 0.005]
-    keep.reverse()
+    keep = sorted(sorted(keep, key=lambda i: -series.fractions[columns[i]].mean())[:LEGEND_ENTRIES],
+                  reverse=True)  # the largest classes only, so the legend fits beside the plot
     ax.legend([handles[i] for i in keep], [labels[i] for i in keep], loc="upper left",
               bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, title="≥ 0.5% of frame",
               title_fontsize=8)
@@ -535,14 +542,18 @@ h2 { font-size: 18px; margin: 28px 0 8px; border-bottom: 1px solid #ddd; padding
 h3 { font-size: 15px; margin: 18px 0 6px; }
 .meta { color: #555; margin: 0 0 8px; }
 .scroll { overflow-x: auto; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #e6e6e6; white-space: nowrap; }
+table { border-collapse: collapse; font-size: 12.5px; }
+th, td { padding: 4px 6px; border-bottom: 1px solid #e6e6e6; white-space: nowrap; }
+td.wrap { white-space: normal; }
+.nw { white-space: nowrap; }
+.bar { display: inline-block; height: 10px; vertical-align: -1px; border-radius: 2px; }
 th { background: #f4f4f4; text-align: left; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #fafafa; }
 .sw { display: inline-block; width: 11px; height: 11px; border: 1px solid #999;
       vertical-align: -1px; margin-right: 5px; }
 img.plot { max-width: 100%; height: auto; display: block; }
+figure { margin: 0 0 18px; }
 .thumbs { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 12px; }
 .thumbs figure { margin: 0; }
 .thumbs img { width: 100%; height: auto; display: block; border-radius: 3px; }
@@ -559,14 +570,51 @@ def _swatch(color: tuple[int, int, int]) -> str:
     return f'<span class="sw" style="background:#{color[0]:02x}{color[1]:02x}{color[2]:02x}"></span>'
 
 
-def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[bool]) -> str:
-    """Cells are HTML already (callers escape text)."""
-    head = "".join(f'<th class="num">{h}</th>' if n else f"<th>{h}</th>"
-                   for h, n in zip(headers, numeric, strict=True))
-    body = "".join("<tr>" + "".join(f'<td class="num">{c}</td>' if n else f"<td>{c}</td>"
-                                    for c, n in zip(row, numeric, strict=True)) + "</tr>"
-                   for row in rows)
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: Sequence[str]) -> str:
+    """Cells are HTML already (callers escape text); `styles` are per-column CSS classes."""
+    def cls(style: str) -> str:
+        return f' class="{style}"' if style else ""
+
+    head = "".join(f"<th{cls(st)}>{h}</th>" for h, st in zip(headers, styles, strict=True))
+    body = "".join("<tr>" + "".join(f"<td{cls(st)}>{c}</td>" for c, st in zip(row, styles, strict=True))
+                   + "</tr>" for row in rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _bar(value: float, color: tuple[int, int, int], full_width_px: int = 160) -> str:
+    width = max(1, round(value * full_width_px))
+    return (f'<span class="bar" style="width:{width}px;'
+            f'background:#{color[0]:02x}{color[1]:02x}{color[2]:02x}"></span>')
+
+
+def _inputs_section(inputs: Sequence[InputSummary], mix: ClassMix) -> str:
+    esc = html.escape
+    headers, rows = input_table_rows(inputs, mix)
+    main = mix.main_columns()
+    head = [esc(headers[0]), "kind", "frames", "duration", "size",
+            *[_swatch(_class_color(mix.label_set, c)) + esc(_class_name(mix.label_set, c)) for c in main],
+            "top classes"]
+    by_id = {s.input_id: s for s in inputs}
+    body = []
+    for row in rows:
+        summary = by_id[row[0]]
+        top = ", ".join(f'<span class="nw">{esc(name)} {esc(percent(v))}</span>'
+                        for name, v in top_classes(summary.means, mix.label_set))
+        body.append([f'<span title="{esc(summary.source_uri)}">{esc(row[0])}</span>',
+                     *[esc(c) for c in row[1:-1]], top])
+    styles = ["", "", "num", "num", "num", *["num"] * len(main), "wrap"]
+    return _html_table(head, body, styles)
+
+
+def _class_mix_section(mix: ClassMix) -> str:
+    esc = html.escape
+    columns = sorted((c for c in [*fraction_columns(mix.label_set), IGNORE_COLUMN]
+                      if mix.mean.get(c, 0.0) > 0), key=lambda c: -mix.mean[c])
+    top = max((mix.mean[c] for c in columns), default=1.0)
+    body = [[_swatch(_class_color(mix.label_set, c)) + esc(_class_name(mix.label_set, c)),
+             esc(percent(mix.mean[c])), _bar(mix.mean[c] / top, _class_color(mix.label_set, c)),
+             esc(percent(mix.frames_over_1pct.get(c)))] for c in columns]
+    return _html_table(["class", "mean share", "", "frames &gt; 1%"], body, ["", "num", "", "num"])
 
 
 def html_report(out: str, inputs: Sequence[InputSummary], total_inputs: int, models: Sequence[str],
@@ -575,6 +623,7 @@ def html_report(out: str, inputs: Sequence[InputSummary], total_inputs: int, mod
     """The whole report as one self-contained HTML page (images as data: URIs)."""
     esc = html.escape
     frames = sum(m.frames for m in mixes)
+    several = len(mixes) > 1
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -584,41 +633,26 @@ def html_report(out: str, inputs: Sequence[InputSummary], total_inputs: int, mod
         f"{frames} frames &middot; model {esc(', '.join(models))} &middot; generated "
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
         "<h2>Inputs</h2>",
-        '<p class="note">Class columns: mean share of the frame over the input\'s frames, '
-        "for the classes that cover most of the run. Duration: the video's covered time.</p>",
+        '<p class="note">Class columns: mean share of the frame over the input\'s frames, for the '
+        "classes that cover most of the run. Duration: the time the video's frames span. "
+        "Hover an input for its source.</p>",
     ]
     for mix in mixes:
-        headers, rows = input_table_rows(inputs, mix)
-        main = mix.main_columns()
-        head_html = [esc(headers[0]), "kind", "frames", "duration", "size",
-                     *[_swatch(_class_color(mix.label_set, c)) + esc(_class_name(mix.label_set, c))
-                       for c in main], "top classes"]
-        by_id = {s.input_id: s for s in inputs}
-        body = []
-        for row in rows:
-            summary = by_id[row[0]]
-            body.append([f'<span title="{esc(summary.source_uri)}">{esc(row[0])}</span>',
-                         *[esc(c) for c in row[1:]]])
-        numeric = [False, False, True, True, True, *[True] * len(main), False]
-        if len(mixes) > 1:
+        if several:
             parts.append(f"<h3>label set {esc(mix.label_set.name)}</h3>")
-        parts.append(_html_table(head_html, body, numeric))
+        parts.append(_inputs_section(inputs, mix))
     if total_inputs > len(inputs):
         parts.append(f'<p class="note">&hellip; and {total_inputs - len(inputs)} more inputs '
                      f"(the first {len(inputs)} are listed).</p>")
 
     parts.append("<h2>Class mix of the run</h2>")
-    parts.append('<p class="note">Mean share: average over inputs of each input\'s mean coverage '
-                 "(each input counts once). Frames &gt; 1%: share of all frames where the class "
-                 "covers more than 1% of the picture.</p>")
+    parts.append('<p class="note">Mean share: the average over inputs of each input\'s mean '
+                 "coverage (each input counts once). Frames &gt; 1%: the share of all frames in "
+                 "which the class covers more than 1% of the picture.</p>")
     for mix in mixes:
-        columns = sorted((c for c in [*fraction_columns(mix.label_set), IGNORE_COLUMN]
-                          if mix.mean.get(c, 0.0) > 0), key=lambda c: -mix.mean[c])
-        body = [[_swatch(_class_color(mix.label_set, c)) + esc(_class_name(mix.label_set, c)),
-                 percent(mix.mean[c]), percent(mix.frames_over_1pct.get(c))] for c in columns]
-        if len(mixes) > 1:
+        if several:
             parts.append(f"<h3>label set {esc(mix.label_set.name)}</h3>")
-        parts.append(_html_table(["class", "mean share", "frames &gt; 1%"], body, [False, True, True]))
+        parts.append(_class_mix_section(mix))
 
     if plots:
         parts.append("<h2>Coverage over time</h2>")
@@ -633,8 +667,8 @@ def html_report(out: str, inputs: Sequence[InputSummary], total_inputs: int, mod
     parts.append(f'<img class="plot" alt="label colours" src="{data_uri(legend_png, "image/png")}">')
     if thumbnails:
         parts.append("<h2>Overlays</h2>")
-        parts.append('<p class="note">The middle frame of each input (first '
-                     f"{MAX_THUMBNAILS} inputs).</p><div class=\"thumbs\">")
+        parts.append(f'<p class="note">The middle frame of each input (at most {MAX_THUMBNAILS}, '
+                     'videos first).</p><div class="thumbs">')
         for t in thumbnails:
             where = f"frame {t.frame_index} at {t.timestamp_s:.2f} s" if t.kind == "video" else "image"
             parts.append(f'<figure><img alt="overlay of {esc(t.input_id)}" '
@@ -664,7 +698,8 @@ def build_report(out: str, html_path: str | None = None, max_plots: int = 50) ->
         mixes = class_mix(cov)
         models = [r["model"] for r in cov.query("SELECT DISTINCT model FROM coverage ORDER BY 1")]
         videos = cov.query("""
-            SELECT input_id, any_value(label_set) AS label_set, count(*) AS frames
+            SELECT input_id, any_value(label_set) AS label_set, any_value(source_uri) AS source_uri,
+                   count(*) AS frames, min(timestamp_s) AS first_s, max(timestamp_s) AS last_s
             FROM coverage WHERE kind = 'video' GROUP BY input_id
             ORDER BY input_id""")
         plotted, skipped = videos[:max_plots], max(0, len(videos) - max_plots)
@@ -672,11 +707,13 @@ def build_report(out: str, html_path: str | None = None, max_plots: int = 50) ->
         plots, plot_paths = [], {}
         for v in plotted:
             iid = v["input_id"]
-            caption = f"{iid}: {v['frames']} frames, class share over time"
-            png = plot_coverage_over_time(series[iid], cov.label_sets[v["label_set"]], caption)
-            path = join(report_dir, f"coverage_{iid}.png")
+            length = format_duration(duration_s(v["frames"], v["first_s"], v["last_s"]))
+            title = f"{iid}: {v['frames']} frames, {length}"
+            png = plot_coverage_over_time(series[iid], cov.label_sets[v["label_set"]], title)
+            # Ids are [A-Za-z0-9._-] by construction; re-check, as the table may come from elsewhere.
+            path = join(report_dir, f"coverage_{re.sub(r'[^A-Za-z0-9._-]+', '_', iid)}.png")
             write_bytes(path, png)
-            plots.append((iid, caption, png))
+            plots.append((iid, f"source: {v['source_uri']}", png))
             plot_paths[iid] = path
         legend_png = plot_legend(list(cov.label_sets.values()))
         legend_path = join(report_dir, "legend.png")

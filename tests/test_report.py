@@ -1,0 +1,339 @@
+"""`beam-seg report` and the ready SQL of docs/analytics.md, on real pipeline output."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import re
+import socket
+import subprocess
+import sys
+import time
+from html.parser import HTMLParser
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from beam_seg import cli, naming, report
+from beam_seg.coverage import schema_for
+from beam_seg.labels import CITYSCAPES
+
+from conftest import DATA, ROOT
+from pipeline_helpers import segment
+
+UDACITY = DATA / "videos" / "udacity_solidWhiteRight.mp4"
+AACHEN_SEQ = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
+PEOPLE = DATA / "images" / "dashcam" / "vehicle_test2.jpg"  # a pedestrian covers ~4%
+LANES = DATA / "images" / "dashcam" / "lanes_solidWhiteCurve.jpg"
+INPUTS = [UDACITY, AACHEN_SEQ, PEOPLE, LANES]
+VIDEOS = [UDACITY, AACHEN_SEQ]
+FRANKFURT_DIR = DATA / "cityscapes" / "val" / "frankfurt"
+DOCS = ROOT / "docs" / "analytics.md"
+
+
+def _iid(path: Path) -> str:
+    return naming.input_id(str(path))
+
+
+def _run_report(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(["report", *argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Two real videos (every 5th frame: 45 + 6 frames) and two stills, default model."""
+    out = tmp_path_factory.mktemp("report-run")
+    assert segment(INPUTS, out, "--every-nth-frame", "5") == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def reported(run):
+    code, stdout, stderr = _run_report(str(run))
+    assert code == 0, stderr
+    return run, stdout
+
+
+# --------------------------------------------------------------------------- terminal table
+
+
+def test_terminal_table_lists_each_input(reported):
+    _, stdout = reported
+    lines = stdout.splitlines()
+    for path in INPUTS:
+        (row,) = [line for line in lines if line.startswith(_iid(path) + " ")]
+        assert ("video" if path in VIDEOS else "image") in row
+    (udacity,) = [line for line in lines if line.startswith(_iid(UDACITY))]
+    cells = udacity.split()
+    assert cells[1:3] == ["video", "45"]  # 221 frames, every 5th
+    minutes, seconds = cells[3].split(":")
+    assert 8.5 < 60 * int(minutes) + float(seconds) < 9.5  # the clip lasts 8.84 s
+    assert cells[4] == "960x540"
+    assert re.search(r"road \d+\.\d%", udacity)  # a highway: road is a top class
+    header = next(line for line in lines if line.startswith("input "))
+    assert "road" in header and "top classes" in header
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _pixels_of(image: np.ndarray, color) -> int:
+    return int(np.all(image[..., :3] == np.asarray(color, np.uint8), axis=-1).sum())
+
+
+def test_plots_use_the_label_colours(reported):
+    out, _ = reported
+    names = sorted(p.name for p in (out / "report").iterdir())
+    assert names == sorted(["report.html", "legend.png",
+                            *[f"coverage_{_iid(v)}.png" for v in VIDEOS]])
+    plot = np.asarray(Image.open(out / "report" / f"coverage_{_iid(UDACITY)}.png").convert("RGB"))
+    # Road (~36% of each frame) and sky fill large areas of the stacked plot, in their colours.
+    road, sky = CITYSCAPES.colors[CITYSCAPES.id_of("road")], CITYSCAPES.colors[CITYSCAPES.id_of("sky")]
+    assert _pixels_of(plot, road) > 0.1 * plot.shape[0] * plot.shape[1]
+    assert _pixels_of(plot, sky) > 0.1 * plot.shape[0] * plot.shape[1]
+    legend = np.asarray(Image.open(out / "report" / "legend.png").convert("RGB"))
+    for name, color in zip(CITYSCAPES.names, CITYSCAPES.colors, strict=True):
+        assert _pixels_of(legend, color) > 100, name  # a swatch of every class
+
+
+# --------------------------------------------------------------------------- HTML
+
+
+class _Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.sources.append(attrs.get("src", ""))
+        if tag in ("script", "link", "iframe") or (tag != "img" and attrs.get("src")):
+            self.external.append(tag)
+
+
+def test_html_report_is_self_contained(reported):
+    out, _ = reported
+    page = (out / "report" / "report.html").read_text(encoding="utf-8")
+    parser = _Images()
+    parser.feed(page)
+    assert not parser.external
+    # 2 coverage plots + the legend + one overlay thumbnail per input
+    assert len(parser.sources) == len(VIDEOS) + 1 + len(INPUTS)
+    for src in parser.sources:
+        match = re.fullmatch(r"data:image/(png|jpeg);base64,([A-Za-z0-9+/=]+)", src)
+        assert match, src[:60]
+        image = Image.open(io.BytesIO(base64.b64decode(match.group(2))))
+        assert image.format == match.group(1).upper() and image.width >= 300
+    for path in INPUTS:
+        assert _iid(path) in page
+    assert "<table" in page and "Coverage over time" in page
+
+
+def test_html_option_sets_the_page_path(run, tmp_path):
+    target = tmp_path / "elsewhere" / "summary.html"
+    code, stdout, _ = _run_report(str(run), "--html", str(target))
+    assert code == 0
+    assert target.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert str(target) in stdout
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _one_error_line(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("beam-seg: error: "), err
+    return err
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    code, _, err = _run_report(str(tmp_path / "missing"))
+    assert code == 2 and "does not exist" in _one_error_line(err)
+    code, _, err = _run_report(str(tmp_path))
+    assert code == 2 and "no coverage files" in _one_error_line(err)
+    code, _, err = _run_report()
+    assert code == 2 and "OUT" in _one_error_line(err)
+    code, _, err = _run_report(str(tmp_path), "--max-plots", "many")
+    assert code == 2 and "--max-plots" in _one_error_line(err)
+
+
+# --------------------------------------------------------------------------- scale
+
+
+def _write_synthetic_run(out: Path, videos: int, frames: int, images: int) -> None:
+    """A coverage table the size of a long run (no label maps or overlays behind it)."""
+    schema = schema_for(CITYSCAPES)
+    rng = np.random.default_rng(0)
+
+    def rows(iid: str, kind: str, index: np.ndarray) -> pa.Table:
+        n = len(index)
+        fractions = rng.dirichlet(np.ones(CITYSCAPES.num_classes), size=n)
+        columns = {
+            "source_uri": [f"/drives/{iid}.mp4"] * n, "input_id": [iid] * n, "kind": [kind] * n,
+            "frame_index": index, "timestamp_s": index / 25.0,
+            "width": np.full(n, 1920, np.int32), "height": np.full(n, 1080, np.int32),
+            "model": ["cityscapes-edgetpu-slim"] * n, "label_set": ["cityscapes"] * n,
+            "label_uri": [f"labels/{iid}/{i:06d}.png" for i in index],
+            "overlay_uri": [f"overlays/{iid}/{i:06d}.jpg" for i in index],
+            **{f"frac_{c}": fractions[:, j] for j, c in enumerate(CITYSCAPES.column_names())},
+            "frac_ignore": np.zeros(n),
+        }
+        return pa.table(columns, schema=schema)
+
+    for v in range(videos):
+        iid = f"drive{v}-0123abcd"
+        (out / "coverage" / iid).mkdir(parents=True)
+        for s, start in enumerate(range(0, frames, 600)):
+            index = np.arange(start, min(frames, start + 600))
+            pq.write_table(rows(iid, "video", index), out / "coverage" / iid / f"segment-{s:05d}.parquet")
+    for i in range(images):
+        iid = f"still{i:04d}-0123abcd"
+        (out / "coverage" / iid).mkdir(parents=True)
+        pq.write_table(rows(iid, "image", np.zeros(1, np.int64)),
+                       out / "coverage" / iid / "segment-00000.parquet")
+
+
+def test_a_large_run_reports_quickly(tmp_path):
+    out = tmp_path / "big"
+    _write_synthetic_run(out, videos=3, frames=40_000, images=250)  # 120,250 frames
+    started = time.monotonic()
+    code, stdout, err = _run_report(str(out))
+    elapsed = time.monotonic() - started
+    assert code == 0, err
+    assert elapsed < 60, elapsed  # ~5 s here: everything is aggregated in DuckDB
+    drive = next(line for line in stdout.splitlines() if line.startswith("drive0-0123abcd "))
+    assert drive.split()[1:5] == ["video", "40000", "26:40.0", "1920x1080"]
+    assert "... and 53 more inputs" in stdout  # 253 inputs, the first 200 listed
+    with report.open_coverage(str(out)) as cov:
+        series = report.coverage_over_time(cov, ["drive1-0123abcd"])["drive1-0123abcd"]
+    assert len(series.times_s) == report.TIME_BUCKETS  # 40,000 frames drawn as 300 points
+    assert all(abs(v.mean() - 1 / 19) < 0.01 for v in series.fractions.values() if v.any())
+
+
+# --------------------------------------------------------------------------- docs/analytics.md
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", DOCS.read_text(encoding="utf-8"), re.S | re.M)
+
+
+def _title(block: str) -> str:
+    first = block.splitlines()[0]
+    assert first.startswith("-- "), first
+    return first[3:]
+
+
+def test_docs_duckdb_queries_run_on_a_real_output(run):
+    queries = {_title(b): b.replace("'out/", f"'{run}/") for b in _blocks("sql")}
+    assert len(queries) >= 4
+    con = duckdb.connect()
+    results = {}
+    for title, sql in queries.items():
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description]
+        results[title] = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
+        assert results[title], title
+
+    per_minute = results["road coverage per minute of each drive"]
+    assert {(r["input_id"], r["minute"], r["frames"]) for r in per_minute} == \
+        {(_iid(UDACITY), 0, 45), (_iid(AACHEN_SEQ), 0, 6)}
+    assert all(0.1 < r["road"] < 0.9 for r in per_minute)
+
+    people = results["frames where person covers more than 1%"]
+    assert all(r["person"] > 0.01 for r in people)
+    assert _iid(PEOPLE) in {r["input_id"] for r in people}
+
+    top = results["top classes per input"]
+    assert len(top) == 3 * len(INPUTS)
+    for path in INPUTS:
+        mine = [r for r in top if r["input_id"] == _iid(path)]
+        assert [r["coverage"] for r in mine] == sorted((r["coverage"] for r in mine), reverse=True)
+        assert {r["class"] for r in mine} <= set(CITYSCAPES.column_names())
+    assert ("road" in {r["class"] for r in top if r["input_id"] == _iid(UDACITY)})
+
+    busiest = results["busiest vehicle frames per input"]
+    assert len([r for r in busiest if r["input_id"] == _iid(UDACITY)]) == 5
+    assert all(0 <= r["vehicles"] <= 1 and (run / r["overlay_uri"]).is_file() for r in busiest)
+
+    mix = results["pixel-weighted class mix of the run"]
+    assert sum(r["percent"] for r in mix) == pytest.approx(100, abs=0.1)
+
+
+def test_docs_have_a_bigquery_version_of_every_query():
+    duck = {_title(b) for b in _blocks("sql")}
+    bigquery = _blocks("bigquery")
+    assert any("CREATE OR REPLACE EXTERNAL TABLE" in b and "format = 'PARQUET'" in b for b in bigquery)
+    assert duck <= {_title(b) for b in bigquery if b.startswith("--")}
+    for block in bigquery:
+        assert "'out/" not in block and "COLUMNS(" not in block  # DuckDB-only syntax
+
+
+# --------------------------------------------------------------------------- gs://
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gcs_bucket(monkeypatch):
+    """An in-memory Cloud Storage emulator that Beam's FileSystems talks to, anonymously."""
+    exe = Path(sys.executable).with_name("gcp-storage-emulator")
+    if not exe.exists():
+        pytest.skip("gcp-storage-emulator is not installed")
+    port = _free_port()
+    proc = subprocess.Popen([str(exe), "start", "--host=127.0.0.1", f"--port={port}", "--in-memory",
+                             "--default-bucket=report-test"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            assert time.monotonic() < deadline, "the storage emulator did not start"
+            time.sleep(0.1)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+        # No credential lookup (it would probe the GCE metadata server for ~25 s): anonymous.
+        from apache_beam.internal.gcp import auth
+
+        monkeypatch.setattr(auth._Credentials, "_credentials_init", True)
+        monkeypatch.setattr(auth._Credentials, "_credentials", None)
+        yield "gs://report-test"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_report_and_eval_read_a_gcs_output(gcs_bucket, tmp_path):
+    from beam_seg import storage
+    from beam_seg.evaluate import evaluate
+
+    local = tmp_path / "out"
+    image = FRANKFURT_DIR / "frankfurt_000000_000294_leftImg8bit.png"
+    assert segment([image], local) == 0
+    remote = f"{gcs_bucket}/runs/frankfurt"
+    for path in sorted(p for p in local.rglob("*") if p.is_file()):
+        storage.upload_file(str(path), f"{remote}/{path.relative_to(local)}")
+
+    code, stdout, err = _run_report(remote)
+    assert code == 0, err
+    assert _iid(image) in stdout
+    page = storage.read_bytes(f"{remote}/report/report.html").decode("utf-8")
+    assert _iid(image) in page and "data:image/jpeg;base64," in page  # the overlay was read
+    assert storage.exists(f"{remote}/report/legend.png")
+
+    remote_scores = evaluate(remote, str(FRANKFURT_DIR))
+    assert remote_scores == evaluate(str(local), str(FRANKFURT_DIR))
+    assert remote_scores["frames"] == 1
