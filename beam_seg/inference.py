@@ -15,7 +15,9 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from PIL import Image
 
-from beam_seg.models import InputSpec, Model, load_model, resolve
+from beam_seg.models import InputSpec, Model, load_label_set, load_model, resolve
+from beam_seg.models.loaders import ModelInfo
+from beam_seg.tiling import TileSettings, WindowMerger, crop_windows, plan_tiles
 
 RESIZE_MODES = ("stretch", "pad")
 
@@ -74,22 +76,60 @@ def labels_to_source(ids: np.ndarray, placement: Placement, width: int, height: 
 
 @dataclass(frozen=True)
 class InferenceSettings:
+    """How frames meet the model: one resized pass, or sliding windows (`tiles`)."""
+
     resize_mode: str = "stretch"
+    tiles: TileSettings | None = None
+
+
+QUALITY_PRESETS: dict[str, TileSettings | None] = {
+    "fast": None,  # one pass over the whole frame
+    "balanced": TileSettings(scale=1.0, overlap=1 / 3, aspect=4 / 3),  # 4 windows on 2048x1024
+    "high": TileSettings(scale=2.0, overlap=0.25),  # 15 windows on a 2048x1024 frame
+}
 
 
 def segment_frames(model: Model, frames: Sequence[np.ndarray],
                    settings: InferenceSettings = InferenceSettings()) -> list[np.ndarray]:
     """Label maps (uint8, source size) for a batch of RGB frames of any sizes."""
-    prepared = [fit_to_input(frame, model.input_spec, settings.resize_mode) for frame in frames]
-    spec = model.input_spec
+    info = model.describe()
+    spec = info.input_spec
+    if settings.tiles is not None and spec.fixed_size:
+        return [segment_tiled(model, frame, settings, info) for frame in frames]
+    prepared = [fit_to_input(frame, spec, settings.resize_mode) for frame in frames]
     if spec.fixed_size:
         outputs = model.predict(spec.encode(np.stack([p for p, _ in prepared])))
     else:
         outputs = [model.predict(spec.encode(p[None]))[0] for p, _ in prepared]
     return [
-        labels_to_source(to_class_ids(out, model.outputs_logits), placement, f.shape[1], f.shape[0])
+        labels_to_source(to_class_ids(out, info.outputs_logits), placement, f.shape[1], f.shape[0])
         for out, (_, placement), f in zip(outputs, prepared, frames, strict=True)
     ]
+
+
+def segment_tiled(model: Model, frame: np.ndarray, settings: InferenceSettings,
+                  info: ModelInfo | None = None, batch_size: int = 4) -> np.ndarray:
+    """One frame through overlapping windows at the working scale, merged, at source size."""
+    info = info or model.describe()
+    spec = info.input_spec
+    height, width = frame.shape[:2]
+    plan = plan_tiles(width, height, spec.width, spec.height, settings.tiles)
+    work = resize_rgb(frame, plan.work_width, plan.work_height)
+    jobs = [(origin, window, False) for origin, window in zip(plan.origins, crop_windows(work, plan),
+                                                              strict=True)]
+    if settings.tiles.flip:
+        jobs += [(origin, window[:, ::-1], True) for origin, window, _ in jobs]
+    merger = None
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start:start + batch_size]
+        outputs = model.predict(spec.encode(np.stack([window for _, window, _ in chunk])))
+        for (origin, _, flipped), output in zip(chunk, outputs, strict=True):
+            if merger is None:
+                channels = output.shape[-1] if info.outputs_logits else info.num_classes
+                merger = WindowMerger(plan, info.outputs_logits, channels)
+            merger.add(origin, output[:, ::-1] if flipped else output)
+    work_ids = merger.result()
+    return labels_to_source(work_ids, Placement(0, 0, plan.work_width, plan.work_height), width, height)
 
 
 class DeepLabModelHandler(ModelHandler[np.ndarray, PredictionResult, Model]):
@@ -110,15 +150,19 @@ class DeepLabModelHandler(ModelHandler[np.ndarray, PredictionResult, Model]):
         self._model_uri = model
         self._labels = labels
         self._num_threads = num_threads
-        self._settings = settings
+        self.settings = settings
 
     def load_model(self) -> Model:
-        return load_model(resolve(self._model_uri, self._labels), self._num_threads)
+        resolved = resolve(self._model_uri, self._labels)
+        model = load_model(resolved, self._num_threads)
+        model.num_classes = load_label_set(resolved.labels).num_classes
+        return model
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Model,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
-        label_maps = segment_frames(model, batch, self._settings)
-        return [PredictionResult(frame, labels, model_id=model.name)
+        label_maps = segment_frames(model, batch, self.settings)
+        model_name = model.describe().name
+        return [PredictionResult(frame, labels, model_id=model_name)
                 for frame, labels in zip(batch, label_maps, strict=True)]
 
     def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:

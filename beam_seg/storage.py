@@ -2,8 +2,10 @@
 
 Writes are atomic: local files are written to a temporary sibling and renamed; object
 stores (gs://, s3://) only make an object visible when its upload completes, so a single
-upload is already atomic there. A retried or killed step therefore never leaves a
-half-written output behind.
+upload is already atomic there, as long as a write that fails midway is cancelled rather
+than completed (`open_for_write` does that). A retried or killed step therefore never
+leaves a half-written output behind. Remote inputs that need a local file (ffmpeg seeks)
+are copied once per machine and checked against GCS's crc32c (`local_copy`).
 """
 
 from __future__ import annotations
@@ -143,15 +145,15 @@ def download_file(uri: str, local_path: str) -> None:
             os.remove(tmp)
 
 
-INPUT_CACHE_BYTES_ENV = "BEAM_SEG_INPUT_CACHE_BYTES"
-_RECENTLY_USED_S = 120
-
-
 def _gcs_crc32c(uri: str) -> str | None:
     """The base64 crc32c that GCS holds for an object; None for other filesystems."""
     if not uri.startswith("gs://"):
         return None
     return FileSystems.checksum(uri) or None
+
+
+INPUT_CACHE_BYTES_ENV = "BEAM_SEG_INPUT_CACHE_BYTES"
+_RECENTLY_USED_S = 120
 
 
 def local_cache_dir() -> str:

@@ -9,6 +9,7 @@ PipelineOptions, so `--runner DataflowRunner --project … --region …` needs n
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -24,8 +25,9 @@ from apache_beam.options.pipeline_options import (
 )
 
 from beam_seg import naming, storage
-from beam_seg.inference import RESIZE_MODES, DeepLabModelHandler, InferenceSettings
+from beam_seg.inference import QUALITY_PRESETS, RESIZE_MODES, DeepLabModelHandler, InferenceSettings
 from beam_seg.models import DEFAULT_MODEL, ModelNotFoundError, load_label_set, resolve
+from beam_seg.tiling import TileSettings
 from beam_seg.transforms import NAMESPACE, SegmentInputs
 from beam_seg.units import RunConfig
 
@@ -42,6 +44,20 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 0.9:
+        raise argparse.ArgumentTypeError("must be between 0 and 0.9")
     return value
 
 
@@ -71,8 +87,19 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="process frames 0, N, 2N, … of each video (default 1: all)")
     parser.add_argument("--segment-frames", type=_positive_int, default=150, metavar="N",
                         help="frames per video work unit spread over workers (default 150)")
+    parser.add_argument("--quality", choices=tuple(QUALITY_PRESETS), default=None,
+                        help="fast: one pass; balanced: a few overlapping windows; high: more windows "
+                             "at a higher scale (default: balanced for videos, high for images)")
+    parser.add_argument("--tile-scale", type=_positive_float, default=None, metavar="S",
+                        help="sliding windows: working height in model-input heights (high: 2)")
+    parser.add_argument("--tile-overlap", type=_fraction, default=None, metavar="F",
+                        help="sliding windows: least overlap of neighbours, 0..0.9 of a window")
+    parser.add_argument("--tile-aspect", type=_positive_float, default=None, metavar="A",
+                        help="sliding windows: horizontal stretch of the working frame (balanced: 4/3)")
+    parser.add_argument("--flip", action="store_true",
+                        help="also segment each window mirrored and merge both (2x the cost)")
     parser.add_argument("--resize-mode", choices=RESIZE_MODES, default="stretch",
-                        help="fit frames to the model input by stretching or by padding")
+                        help="single pass (--quality fast): fit frames by stretching or by padding")
     parser.add_argument("--max-image-pixels", type=_positive_int, default=80_000_000,
                         help="refuse images with more pixels than this (default 80,000,000)")
     parser.add_argument("--batch-size", type=_positive_int, default=4,
@@ -145,6 +172,18 @@ def check_output_writable(output: str) -> None:
         raise UsageError(f"output {output} is not writable: {exc}") from None
 
 
+def tile_settings(known: argparse.Namespace, kind: str) -> TileSettings | None:
+    """The preset for this input kind, with any fine knob from the command line on top."""
+    preset = known.quality or ("high" if kind == "image" else "balanced")
+    tiles = QUALITY_PRESETS[preset]
+    knobs = {name: value for name, value in (
+        ("scale", known.tile_scale), ("overlap", known.tile_overlap), ("aspect", known.tile_aspect),
+        ("flip", known.flip or None)) if value is not None}
+    if knobs:
+        tiles = dataclasses.replace(tiles or TileSettings(), **knobs)
+    return tiles
+
+
 def tune_direct_runner(options: PipelineOptions, pipeline_args: list[str]) -> None:
     """On the DirectRunner, run as many bundles as cores in threads unless told otherwise.
 
@@ -163,9 +202,15 @@ def tune_direct_runner(options: PipelineOptions, pipeline_args: list[str]) -> No
 
 
 def choose_threads(options: PipelineOptions, requested: int | None) -> int:
-    """Inference threads per process: share the cores between Beam's worker processes."""
+    """Inference threads per process: share the cores between Beam's worker processes.
+
+    Remote runners (Dataflow) start one SDK process per vCPU, so each gets one thread;
+    the launcher's own core count says nothing about the workers.
+    """
     if requested:
         return requested
+    if options.view_as(StandardOptions).runner not in (None, "DirectRunner", "direct"):
+        return 1
     direct = options.view_as(DirectOptions)
     processes = 1
     if direct.direct_running_mode == "multi_processing":
@@ -295,16 +340,19 @@ def _run(known, pipeline_args, save_main_session, test_pipeline) -> int:
     threads = choose_threads(options, known.threads)
     log.info("beam-seg: %d inputs to process, %d already done; model %s, %d inference threads",
              len(plan.inputs), len(plan.skipped), resolved.name, threads)
-    handler = DeepLabModelHandler(
-        cfg.model, cfg.labels, threads, InferenceSettings(cfg.resize_mode),
-        max_batch_size=known.batch_size, large_model=known.large_model,
-        model_copies=known.model_copies)
+    handlers: dict[str, DeepLabModelHandler] = {}
+    for kind in ("image", "video"):
+        settings = InferenceSettings(cfg.resize_mode, tile_settings(known, kind))
+        same = [h for h in handlers.values() if h.settings == settings]
+        handlers[kind] = same[0] if same else DeepLabModelHandler(
+            cfg.model, cfg.labels, threads, settings, max_batch_size=known.batch_size,
+            large_model=known.large_model, model_copies=known.model_copies)
     result = None
     if plan.inputs:
         pipeline = test_pipeline or beam.Pipeline(options=options)
         _ = (pipeline
              | "Inputs" >> beam.Create(plan.inputs)
-             | "SegmentInputs" >> SegmentInputs(cfg, handler))
+             | "SegmentInputs" >> SegmentInputs(cfg, handlers))
         result = pipeline.run()
         if options.view_as(StandardOptions).runner not in (None, "DirectRunner", "direct"):
             log.info("waiting for the job to finish")

@@ -107,9 +107,10 @@ def test_cityscapes_frame_names_come_from_the_file_name():
 
 @pytest.fixture(scope="module")
 def aachen_run(tmp_path_factory):
-    """The six annotated 2048x1024 aachen frames through the real pipeline (default model)."""
+    """The six annotated 2048x1024 aachen frames through the real pipeline (default model,
+    one whole-frame pass: the configuration of the reference figures)."""
     out = tmp_path_factory.mktemp("eval-aachen")
-    assert segment(AACHEN_IMAGES, out) == 0
+    assert segment(AACHEN_IMAGES, out, "--quality", "fast") == 0
     return out
 
 
@@ -123,7 +124,7 @@ def mixed_run(tmp_path_factory):
     video = inputs / "aachen_000001_000019_leftImg8bit.mp4"
     shutil.copy(SEQ_VIDEO, video)
     out = tmp_path_factory.mktemp("eval-mixed")
-    assert segment([FRANKFURT, small, video], out) == 0
+    assert segment([FRANKFURT, small, video], out, "--quality", "fast") == 0
     return out
 
 

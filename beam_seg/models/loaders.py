@@ -39,6 +39,14 @@ class InputSpec:
 DEEPLAB_FLOAT = dict(scale=1 / 127.5, offset=-1.0)  # DeepLab's x/127.5 - 1
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    input_spec: InputSpec
+    outputs_logits: bool
+    num_classes: int
+
+
 class Model:
     """A loaded segmentation model. `predict` takes NxHxWx3 encoded input and returns
     NxHxW class ids or NxHxWxC scores; `outputs_logits` says which."""
@@ -46,9 +54,15 @@ class Model:
     input_spec: InputSpec
     outputs_logits: bool
     name: str
+    num_classes: int = 256  # set from the label set by whoever loads it; ids models vote over it
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def describe(self) -> ModelInfo:
+        """The model's facts through a method call: with Beam's `model_copies`/`large_model`,
+        RunInference hands out a cross-process proxy that forwards methods, not attributes."""
+        return ModelInfo(self.name, self.input_spec, self.outputs_logits, self.num_classes)
 
 
 def default_threads() -> int:

@@ -213,18 +213,17 @@ def _fetch(uri: str, dest: str, sha256: str | None) -> str:
 
 def _find_or_fetch(filename: str, url: str | None, sha256: str | None) -> str:
     mirror = os.environ.get(MODEL_DIR_ENV)
+    candidate = storage.join(mirror, filename) if mirror else None
+    if candidate and storage.is_local(candidate) and storage.exists(candidate):
+        return candidate  # the cache is not even created: a read-only machine works
     cached = os.path.join(cache_dir(), filename)
-    if mirror:
-        candidate = storage.join(mirror, filename)
-        if storage.is_local(candidate):
+    if candidate and not storage.is_local(candidate):
+        # A remote mirror (gs://…): fetched once into the cache, then reused.
+        with _exclusive(cached):
+            if _usable(cached, sha256):
+                return cached
             if storage.exists(candidate):
-                return candidate
-        else:  # a remote mirror (gs://…): fetched once into the cache, then reused
-            with _exclusive(cached):
-                if _usable(cached, sha256):
-                    return cached
-                if storage.exists(candidate):
-                    return _fetch(candidate, cached, sha256)
+                return _fetch(candidate, cached, sha256)
     with _exclusive(cached):
         if _usable(cached, sha256):
             return cached
@@ -273,19 +272,20 @@ def _local_model_copy(uri: str, fmt: str) -> str:
     """
     if storage.is_local(uri):
         return os.path.abspath(storage.local_copy(uri))
+    uri = uri.rstrip("/")
     files = _remote_files(uri, fmt)
     if not files:
         raise ModelNotFoundError(f"{uri}: no such model")
     fingerprint = "\n".join([uri, *sorted(f"{m.path} {m.size_in_bytes} {m.last_updated_in_seconds}"
                                            for m in files)])
     key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
-    dest = os.path.join(cache_dir(), "by-uri", key, posixpath.basename(uri.rstrip("/")))
+    dest = os.path.join(cache_dir(), "by-uri", key, posixpath.basename(uri))
     with _exclusive(dest):
         if os.path.exists(dest):
             return dest
         if fmt != "savedmodel":
             return _fetch(uri, dest, None)
-        root = uri.rstrip("/") + "/"
+        root = uri + "/"
         tmp_dir = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix=".download-")
         try:
             for meta in files:
