@@ -8,7 +8,7 @@ export BEAM_SEG_MODEL_DIR ?= $(SHARED)/models
 export BEAM_SEG_SHARED ?= $(SHARED)
 DEMO_OUT ?= demo-out
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench bench-quality clean
 
 # The stamp depends on setup.py, so `make install` is a no-op until the dependencies change.
 $(VENV)/.installed: setup.py
@@ -34,6 +34,9 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/bench.py --out bench-out
+
+bench-quality: install
+	$(PY) benchmarks/quality.py --out bench-out
 
 clean:
 	rm -rf $(DEMO_OUT) bench-out .pytest_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,8 @@ STREET = DATA / "images" / "dashcam" / "vehicle_test1.jpg"
 
 def test_registry_name_resolves_through_the_offline_mirror():
     resolved = resolve("cityscapes-edgetpu-slim")
-    assert resolved.path == str(MODELS / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite")
+    expected = MODELS / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
+    assert Path(resolved.path).resolve() == expected.resolve()
     assert resolved.labels == "cityscapes"
 
 
