@@ -64,7 +64,3 @@ def encode_image(image: Image.Image | np.ndarray, fmt: str) -> bytes:
     else:
         raise ValueError("overlay format must be 'jpg' or 'png'")
     return buf.getvalue()
-
-
-def decode_rgb(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

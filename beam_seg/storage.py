@@ -55,10 +55,6 @@ def read_bytes(uri: str) -> bytes:
         return f.read()
 
 
-def size(uri: str) -> int:
-    return FileSystems.match([uri])[0].metadata_list[0].size_in_bytes
-
-
 def write_bytes(uri: str, data: bytes) -> None:
     """Write a whole file atomically."""
     with open_for_write(uri) as f:
