@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
@@ -132,7 +132,15 @@ def segment_tiled(model: Model, frame: np.ndarray, settings: InferenceSettings,
     return labels_to_source(work_ids, Placement(0, 0, plan.work_width, plan.work_height), width, height)
 
 
-class DeepLabModelHandler(ModelHandler[np.ndarray, PredictionResult, Model]):
+class FrameInput(NamedTuple):
+    """A RunInference example: the frame, and whether it came from an image or a video
+    (they may run at different quality presets through the one shared model)."""
+
+    kind: str
+    rgb: np.ndarray
+
+
+class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
     """RunInference handler: frames in, source-size label maps out.
 
     Beam loads one model per worker process through `Shared` and hands it to every
@@ -143,14 +151,15 @@ class DeepLabModelHandler(ModelHandler[np.ndarray, PredictionResult, Model]):
     """
 
     def __init__(self, model: str, labels: str | None = None, num_threads: int | None = None,
-                 settings: InferenceSettings = InferenceSettings(), max_batch_size: int = 4,
+                 settings: dict[str, InferenceSettings] | None = None, max_batch_size: int = 4,
                  large_model: bool = False, model_copies: int | None = None):
+        """`settings` maps an input kind ('image', 'video') to its inference settings."""
         super().__init__(min_batch_size=1, max_batch_size=max_batch_size,
                          large_model=large_model, model_copies=model_copies)
         self._model_uri = model
         self._labels = labels
         self._num_threads = num_threads
-        self.settings = settings
+        self.settings = settings or {}
 
     def load_model(self) -> Model:
         resolved = resolve(self._model_uri, self._labels)
@@ -158,15 +167,20 @@ class DeepLabModelHandler(ModelHandler[np.ndarray, PredictionResult, Model]):
         model.num_classes = load_label_set(resolved.labels).num_classes
         return model
 
-    def run_inference(self, batch: Sequence[np.ndarray], model: Model,
+    def run_inference(self, batch: Sequence[FrameInput], model: Model,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
-        label_maps = segment_frames(model, batch, self.settings)
         model_name = model.describe().name
-        return [PredictionResult(frame, labels, model_id=model_name)
-                for frame, labels in zip(batch, label_maps, strict=True)]
+        results: list[PredictionResult | None] = [None] * len(batch)
+        for kind in dict.fromkeys(item.kind for item in batch):
+            positions = [i for i, item in enumerate(batch) if item.kind == kind]
+            label_maps = segment_frames(model, [batch[i].rgb for i in positions],
+                                        self.settings.get(kind, InferenceSettings()))
+            for i, labels in zip(positions, label_maps, strict=True):
+                results[i] = PredictionResult(batch[i], labels, model_id=model_name)
+        return results
 
-    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
-        return sum(frame.nbytes for frame in batch)  # the default pickles every frame
+    def get_num_bytes(self, batch: Sequence[FrameInput]) -> int:
+        return sum(item.rgb.nbytes for item in batch)  # the default pickles every frame
 
     def get_metrics_namespace(self) -> str:
         return "beam_seg"

@@ -74,6 +74,9 @@ class OutputLayout:
     def coverage(self, iid: str, segment: int) -> str:
         return self._under("coverage", iid, f"segment-{segment:05d}.parquet")
 
+    def coverage_files(self, iid: str) -> str:
+        return self._under("coverage", iid, "*.parquet")
+
     def coverage_glob(self) -> str:
         return storage.join(self.root, "coverage", "*", "*.parquet")
 
@@ -91,12 +94,6 @@ class OutputLayout:
 
     def done_glob(self) -> str:
         return storage.join(self.root, "_done", "*.json")
-
-    def error_file(self, iid: str, step: str, key: str) -> str:
-        return self._under("errors", f"{iid}.{safe_component(step)}.{safe_component(key)}.jsonl")
-
-    def errors_glob(self) -> str:
-        return storage.join(self.root, "errors", "*.jsonl")
 
     def relative(self, uri: str) -> str:
         """The path of an output relative to the root, as stored in the coverage table."""

@@ -5,6 +5,7 @@ directly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from beam_seg import coverage, images, naming, render, storage, video
+from beam_seg.inference import FrameInput
 from beam_seg.labels import LabelSet
 from beam_seg.units import (
     ErrorRecord,
@@ -39,12 +41,16 @@ def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
     if kind != "video":
         raise ValueError(f"unsupported file type {naming.extension(uri) or '(none)'!r}")
     info = video.probe(storage.local_copy(uri))
+    if info.width * info.height > cfg.max_image_pixels:
+        raise images.ImageTooLargeError(
+            f"video frames are {info.width}x{info.height}, over the limit of {cfg.max_image_pixels} "
+            "pixels (raise it with --max-image-pixels)")
     segments = video.plan_segments(info, cfg.segment_frames)
     slim = dataclasses.replace(info, timestamps_s=())
     return [WorkUnit(uri, iid, "video", seg, len(segments), slim) for seg in segments]
 
 
-def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, np.ndarray] | UnitStatus]:
+def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, FrameInput] | UnitStatus]:
     """Yield (key, RGB frame) for each frame to process, then one UnitStatus.
 
     A video that stops decoding early still yields the frames it gave; the status then
@@ -52,18 +58,20 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, np.n
     """
     if unit.kind == "image":
         rgb = images.decode_image(storage.read_bytes(unit.source_uri), cfg.max_image_pixels)
-        yield FrameKey(unit, 0, 0.0), rgb
+        yield FrameKey(unit, 0, 0.0), FrameInput("image", rgb)
         yield UnitStatus(unit, 1, 1)
         return
     seg = unit.segment
     wanted = set(planned_frame_indices(seg, cfg.every_nth_frame))
     decoded = 0
     path = storage.local_copy(unit.source_uri)
-    for offset, rgb in enumerate(video.decode_frames(path, unit.info, seg)):
-        decoded += 1
-        index = seg.start + offset
-        if index in wanted:
-            yield FrameKey(unit, index, seg.timestamps_s[offset]), rgb
+    # closing(): ffmpeg is stopped as soon as this generator is, even if Beam abandons it
+    with contextlib.closing(video.decode_frames(path, unit.info, seg)) as frames:
+        for offset, rgb in enumerate(frames):
+            decoded += 1
+            index = seg.start + offset
+            if index in wanted:
+                yield FrameKey(unit, index, seg.timestamps_s[offset]), FrameInput("video", rgb)
     error = missing_from = None
     if decoded < seg.count:
         missing_from = seg.start + decoded
@@ -176,9 +184,11 @@ def finish_input(input_id: str, results: list[SegmentResult], errors: list[Error
             except (video.VideoError, OSError) as exc:
                 errors.append(ErrorRecord(source, input_id, "assemble", f"{type(exc).__name__}: {exc}"))
                 video_uri = None
+    _remove_stale_coverage(layout, input_id, {r.unit.key[1] for r in results if r.frames})
     error_uri = storage.join(layout.root, "errors", input_id + ".jsonl")
     if errors:
         storage.write_bytes(error_uri, "".join(e.to_json() + "\n" for e in errors).encode())
+        storage.delete(layout.done_marker(input_id))  # a redone input that now fails is not done
     else:
         storage.delete(error_uri)  # a clean re-run leaves no stale error record behind
     summary = {"source_uri": source, "input_id": input_id, "kind": kind, "frames": frames,
@@ -190,6 +200,15 @@ def finish_input(input_id: str, results: list[SegmentResult], errors: list[Error
             storage.delete_tree(layout.segment_video_dir(input_id))
     log.info("finished %s: %d frames, %d errors", source, frames, len(errors))
     return summary
+
+
+def _remove_stale_coverage(layout: naming.OutputLayout, input_id: str, written: set[int]) -> None:
+    """Drop coverage files an earlier run of this input wrote and this one did not (e.g. a
+    re-run with other --segment-frames), so no frame is counted twice by SQL over the table."""
+    for uri in storage.list_files(layout.coverage_files(input_id)):
+        index = uri.rsplit("segment-", 1)[-1].split(".")[0]
+        if not index.isdigit() or int(index) not in written:
+            storage.delete(uri)
 
 
 def _assemble_video(results: list[SegmentResult], video_uri: str, unit: WorkUnit) -> None:

@@ -43,7 +43,7 @@ def join(base: str, *parts: str) -> str:
 
 
 def absolute(uri: str) -> str:
-    return os.path.abspath(uri) if is_local(uri) else uri
+    return os.path.abspath(_local_path(uri)) if is_local(uri) else uri
 
 
 def exists(uri: str) -> bool:
@@ -154,8 +154,11 @@ _RECENTLY_USED_S = 120
 
 def local_cache_dir() -> str:
     """Per-machine scratch space for copies of remote inputs (ffmpeg needs seekable files)."""
-    path = os.path.join(tempfile.gettempdir(), "beam_seg_inputs")
-    os.makedirs(path, exist_ok=True)
+    path = os.path.join(tempfile.gettempdir(), f"beam_seg_inputs-{os.getuid()}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    info = os.lstat(path)
+    if info.st_uid != os.getuid() or info.st_mode & 0o077:  # someone else's, or open to others
+        raise PermissionError(f"{path} is not a private directory of this user")
     return path
 
 

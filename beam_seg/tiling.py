@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# More windows than this for one frame means an absurd shape or setting: refused, not run.
+MAX_WINDOWS = 256
+
 # Largest per-pixel-per-class accumulator (float32 elements, 256 MB) before falling back.
 MAX_ACCUMULATOR_ELEMENTS = 64_000_000
 
@@ -69,6 +72,14 @@ def plan_tiles(width: int, height: int, window_width: int, window_height: int,
     factor = work_height / height
     work_width = max(window_width, round(width * factor * settings.aspect))
     work_height = max(window_height, round(work_height))
+    stride_x = max(1, int(window_width * (1 - settings.overlap)))
+    stride_y = max(1, int(window_height * (1 - settings.overlap)))
+    count = (1 + math.ceil(max(0, work_width - window_width) / stride_x)) * \
+        (1 + math.ceil(max(0, work_height - window_height) / stride_y))
+    if count > MAX_WINDOWS:
+        raise ValueError(f"a {width}x{height} frame would need {count} windows of "
+                         f"{window_width}x{window_height} (limit {MAX_WINDOWS}); "
+                         "use --quality fast or a smaller --tile-scale/--tile-aspect")
     xs = _positions(work_width, window_width, settings.overlap)
     ys = _positions(work_height, window_height, settings.overlap)
     return TilePlan(work_width, work_height, window_width, window_height,

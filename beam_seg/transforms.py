@@ -68,7 +68,7 @@ class WriteFrame(_LabelSetDoFn):
     def process(self, element):
         key, result = element
         start = time.perf_counter()
-        record = steps.write_frame_outputs(key, result.example, result.inference, self.cfg,
+        record = steps.write_frame_outputs(key, result.example.rgb, result.inference, self.cfg,
                                            self.label_set)
         self.write_ms.update(int((time.perf_counter() - start) * 1000))
         self.frames_segmented.inc()
@@ -135,39 +135,10 @@ class CountErrors(beam.DoFn):
 class SegmentInputs(beam.PTransform):
     """Input URIs -> per-input summaries, with every output written under cfg.output."""
 
-    def __init__(self, cfg: RunConfig, handlers: dict[str, DeepLabModelHandler]):
-        """`handlers` maps 'image' and 'video' to a handler each (they may differ in quality)."""
+    def __init__(self, cfg: RunConfig, handler: DeepLabModelHandler):
         super().__init__()
         self.cfg = cfg
-        self.handlers = handlers
-
-    def _segment_and_write(self, frames, handler: DeepLabModelHandler, label: str):
-        """Keyed RunInference then WriteFrames, fused: frames in, small records + errors out."""
-        inferred, failed = frames | f"Segment{label}" >> RunInference(
-            KeyedModelHandler(handler)).with_exception_handling()
-        records, write_failed = inferred | f"WriteFrames{label}" >> beam.ParDo(
-            WriteFrame(self.cfg)).with_exception_handling(main_tag="records")
-        errors = (
-            failed.failed_inferences | f"InferenceErrors{label}" >> beam.FlatMap(_inference_dead_letters),
-            write_failed | f"WriteErrors{label}" >> _dead_letters("write"))
-        return records, errors
-
-    def _infer_and_write(self, frames):
-        """One branch, or one per input kind when images and videos differ in quality.
-
-        Branches join only after WriteFrames: a Flatten of pixel-carrying collections
-        would make the DirectRunner buffer every frame of the run between stages.
-        """
-        if self.handlers["image"] is self.handlers["video"]:
-            return self._segment_and_write(frames, self.handlers["image"], "")
-        parts = frames | "ByKind" >> beam.Partition(
-            lambda element, _: 0 if element[0].unit.kind == "image" else 1, 2)
-        records, errors = [], []
-        for kind, part in zip(("image", "video"), parts, strict=True):
-            branch_records, branch_errors = self._segment_and_write(part, self.handlers[kind], f"_{kind}")
-            records.append(branch_records)
-            errors.extend(branch_errors)
-        return tuple(records) | "Records" >> beam.Flatten(), tuple(errors)
+        self.handler = handler
 
     def expand(self, uris):
         cfg = self.cfg
@@ -177,7 +148,10 @@ class SegmentInputs(beam.PTransform):
         decoded = units | "Decode" >> beam.ParDo(DecodeUnit(cfg)).with_outputs(
             "status", main="frames").with_exception_handling(partial=True)
         frames, statuses, decode_failed = decoded["frames"], decoded["status"], decoded["bad"]
-        records, frame_errors = self._infer_and_write(frames)
+        inferred, inference_failed = frames | "Segment" >> RunInference(
+            KeyedModelHandler(self.handler)).with_exception_handling()
+        records, write_failed = inferred | "WriteFrames" >> beam.ParDo(
+            WriteFrame(cfg)).with_exception_handling(main_tag="records")
         finished = (
             {"frames": records, "status": statuses | "KeyStatus" >> beam.Map(lambda s: (s.unit.key, s))}
             | "GroupBySegment" >> beam.CoGroupByKey()
@@ -186,7 +160,9 @@ class SegmentInputs(beam.PTransform):
         errors = (
             (plan_failed | "PlanErrors" >> _dead_letters("plan"),
              decode_failed | "DecodeErrors" >> _dead_letters("decode"),
-             *frame_errors,
+             inference_failed.failed_inferences
+             | "InferenceErrors" >> beam.FlatMap(_inference_dead_letters),
+             write_failed | "WriteErrors" >> _dead_letters("write"),
              finished["bad"] | "SegmentErrors" >> _dead_letters("finish_segment"),
              finished["errors"])
             | "AllErrors" >> beam.Flatten()

@@ -12,6 +12,7 @@ first frame out is exactly frame a, with B-frames and variable frame rates alike
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -47,6 +48,7 @@ class VideoInfo:
     codec: str = ""
     audio_codec: str | None = None
     variable_frame_rate: bool = False
+    seek_offset_s: float = 0.0  # first video frame's time after the container's start
     timestamps_s: tuple[float, ...] = field(default=(), repr=False)
 
     @property
@@ -72,7 +74,17 @@ class Segment:
 _VIDEO_LINE = re.compile(r"Stream #\d+:(\d+)[^:]*: Video: (\w+).*?, (\d+)x(\d+)(?: \[SAR (\d+):(\d+))?")
 _AUDIO_LINE = re.compile(r"Stream #\d+:\d+[^:]*: Audio: (\w+)")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
+_START = re.compile(r"Duration: [^,]*, start: (-?[\d.]+)")
 _ATTACHED_PIC = "(attached pic)"
+
+
+PROBE_TIMEOUT_S = 1800  # a stream copy of hours of video takes seconds; a hang becomes an error
+
+
+def _input(path: str) -> list[str]:
+    """An input that may only be read from local files or pipes: a file that is really a
+    playlist (HLS, ffconcat) cannot make ffmpeg fetch URLs."""
+    return ["-protocol_whitelist", "file,pipe", "-i", path]
 
 
 def _run(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
@@ -82,12 +94,13 @@ def _run(args: list[str], timeout: float | None = None) -> subprocess.CompletedP
 
 def _stream_header(path: str) -> str:
     """ffmpeg's description of the input's streams (it exits 1 as no output is given)."""
-    return _run(["-i", path]).stderr.decode("utf-8", "replace")
+    return _run([*_input(path)], timeout=PROBE_TIMEOUT_S).stderr.decode("utf-8", "replace")
 
 
 def _packet_timestamps(path: str) -> tuple[Fraction, list[int], list[int]]:
     """Time base, sorted presentation timestamps and durations of every video packet."""
-    proc = _run(["-copyts", "-i", path, "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-"])
+    proc = _run(["-copyts", *_input(path), "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-"],
+                timeout=PROBE_TIMEOUT_S)
     time_base = None
     pts: list[int] = []
     durations: list[int] = []
@@ -141,7 +154,12 @@ def probe(path: str) -> VideoInfo:
         fps = Fraction(len(pts) / duration).limit_denominator(1001)
     else:
         fps = 1 / (typical * time_base) if typical > 0 else Fraction(25)
-    return VideoInfo(width=width, height=height, frame_count=len(pts), fps=fps,
+    # ffmpeg's -ss counts from the container's start, which an audio stream may set earlier
+    # than the first video frame.
+    start_match = _START.search(header)
+    container_start = float(start_match.group(1)) if start_match else float(first * time_base)
+    offset = max(0.0, float(first * time_base) - container_start)
+    return VideoInfo(width=width, height=height, frame_count=len(pts), fps=fps, seek_offset_s=offset,
                      duration_s=duration, rotation=rotation, sar=sar, codec=codec,
                      audio_codec=audio.group(1) if audio else None,
                      variable_frame_rate=variable, timestamps_s=timestamps)
@@ -167,7 +185,7 @@ def plan_segments(info: VideoInfo, segment_frames: int) -> list[Segment]:
     segments = []
     for index, start in enumerate(range(0, info.frame_count, segment_frames)):
         count = min(segment_frames, info.frame_count - start)
-        seek = 0.0 if start == 0 else (ts[start - 1] + ts[start]) / 2
+        seek = 0.0 if start == 0 else info.seek_offset_s + (ts[start - 1] + ts[start]) / 2
         segments.append(Segment(index, start, count, seek, tuple(ts[start:start + count])))
     return segments
 
@@ -181,7 +199,7 @@ def decode_frames(path: str, info: VideoInfo, segment: Segment) -> Iterator[np.n
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
     if segment.seek_s > 0:
         args += ["-ss", f"{segment.seek_s:.6f}"]
-    args += ["-i", path, "-map", "0:V:0", "-frames:v", str(segment.count),
+    args += [*_input(path), "-map", "0:V:0", "-frames:v", str(segment.count),
              "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     frame_bytes = info.width * info.height * 3
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -276,7 +294,8 @@ class VideoWriter:
         self.frames += 1
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._proc.stdin.close()
+        with contextlib.suppress(BrokenPipeError):  # ffmpeg died: its stderr says why
+            self._proc.stdin.close()
         stderr = self._proc.stderr.read().decode("utf-8", "replace")
         code = self._proc.wait()
         if exc_type is None and code != 0:
@@ -302,14 +321,14 @@ def concat_segments(segment_paths: list[str], output_path: str,
             for path in segment_paths:
                 escaped = os.path.abspath(path).replace("'", "'\\''")
                 f.write(f"file '{escaped}'\n")
-        args = ["-y", "-f", "concat", "-safe", "0", "-i", list_path]
+        args = ["-y", "-f", "concat", "-safe", "0", *_input(list_path)]
         if audio_source:
-            args += ["-i", audio_source, "-map", "0:v:0", "-map", "1:a:0?"]
+            args += [*_input(audio_source), "-map", "0:v:0", "-map", "1:a:0?"]
             copyable = audio_codec in ("aac", "mp3", "ac3", "eac3", "alac", "opus")
             args += ["-c:a", "copy" if copyable else "aac"]
         else:
             args += ["-map", "0:v:0"]
         args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", output_path]
-        proc = _run(args)
+        proc = _run(args, timeout=PROBE_TIMEOUT_S)
         if proc.returncode != 0:
             raise VideoError("concat failed: " + _last_error(proc.stderr.decode("utf-8", "replace")))

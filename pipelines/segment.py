@@ -135,7 +135,7 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     """
     found: set[str] = set()
     for pattern in patterns:
-        if _has_glob(pattern):
+        if _has_glob(pattern) and not storage.exists(pattern):
             matches = storage.list_files(pattern)
             if not matches:
                 raise UsageError(f"no files match {pattern!r}")
@@ -155,7 +155,8 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 
 def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
-    inputs = expand_inputs(patterns)
+    root = cfg.layout.root.rstrip("/") + "/"
+    inputs = [u for u in expand_inputs(patterns) if not u.startswith(root)]  # never our own outputs
     if cfg.overwrite:
         return Plan(inputs)
     done = {os.path.basename(p)[: -len(".json")] for p in storage.list_files(cfg.layout.done_glob())}
@@ -340,19 +341,16 @@ def _run(known, pipeline_args, save_main_session, test_pipeline) -> int:
     threads = choose_threads(options, known.threads)
     log.info("beam-seg: %d inputs to process, %d already done; model %s, %d inference threads",
              len(plan.inputs), len(plan.skipped), resolved.name, threads)
-    handlers: dict[str, DeepLabModelHandler] = {}
-    for kind in ("image", "video"):
-        settings = InferenceSettings(cfg.resize_mode, tile_settings(known, kind))
-        same = [h for h in handlers.values() if h.settings == settings]
-        handlers[kind] = same[0] if same else DeepLabModelHandler(
-            cfg.model, cfg.labels, threads, settings, max_batch_size=known.batch_size,
-            large_model=known.large_model, model_copies=known.model_copies)
+    handler = DeepLabModelHandler(
+        cfg.model, cfg.labels, threads,
+        {kind: InferenceSettings(cfg.resize_mode, tile_settings(known, kind)) for kind in ("image", "video")},
+        max_batch_size=known.batch_size, large_model=known.large_model, model_copies=known.model_copies)
     result = None
     if plan.inputs:
         pipeline = test_pipeline or beam.Pipeline(options=options)
         _ = (pipeline
              | "Inputs" >> beam.Create(plan.inputs)
-             | "SegmentInputs" >> SegmentInputs(cfg, handlers))
+             | "SegmentInputs" >> SegmentInputs(cfg, handler))
         result = pipeline.run()
         if options.view_as(StandardOptions).runner not in (None, "DirectRunner", "direct"):
             log.info("waiting for the job to finish")

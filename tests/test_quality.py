@@ -118,3 +118,8 @@ def test_tiled_videos_keep_exact_frame_order_and_count(tmp_path, quality):
     assert [read_index(f) for f in decode_all(out / "videos" / f"{iid}.mp4")] == list(range(17))
     maps = label_maps(out)
     assert len(maps) == 17 and all(m.shape == (192, 320) for m in maps.values())
+
+
+def test_absurdly_elongated_frames_are_refused_not_tiled():
+    with pytest.raises(ValueError, match="windows"):
+        plan_tiles(100_000, 10, 513, 513, QUALITY_PRESETS["high"])

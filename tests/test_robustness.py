@@ -229,3 +229,29 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path):
     for source in (bomb, small):
         (record,) = _errors(out, source)
         assert record["step"] == "decode" and "ImageTooLargeError" in record["reason"], record
+
+
+def test_overwrite_with_other_segments_leaves_no_stale_rows_or_markers(tmp_path):
+    clip = make_index_video(tmp_path / "clip.mp4", 12)
+    out = tmp_path / "out"
+    assert segment([clip], out, "--segment-frames", "3") == 0
+    assert segment([clip], out, "--segment-frames", "5", "--overwrite") == 0
+    assert [r["frame_index"] for r in coverage(out)] == list(range(12))  # no frame twice
+    clip.write_bytes(b"")  # the same input, now broken, redone: it is no longer 'done'
+    assert segment([clip], out, "--overwrite") == 3
+    assert not (out / "_done" / f"{naming.input_id(str(clip))}.json").exists()
+
+
+def test_names_with_glob_characters_and_file_uris(tmp_path):
+    clip = make_index_video(tmp_path / "clip [1080p].mp4", 4)
+    out = tmp_path / "out"
+    assert segment([clip], f"file://{out}") == 0
+    assert len(coverage(out)) == 4
+
+
+def test_video_frames_over_the_pixel_limit_are_refused(tmp_path):
+    clip = make_index_video(tmp_path / "clip.mp4", 4, width=160, height=96)
+    out = tmp_path / "out"
+    assert segment([clip], out, "--max-image-pixels", "10000") == 3
+    (record,) = _errors(out, clip)
+    assert record["step"] == "plan" and "over the limit" in record["reason"]

@@ -82,3 +82,18 @@ def test_rotated_video_decodes_upright_at_its_display_size(tmp_path):
     assert (info.width, info.height, info.rotation) == (96, 160, 90)
     frames = list(video.decode_frames(str(rotated), info, video.plan_segments(info, 4)[1]))
     assert [f.shape for f in frames] == [(160, 96, 3)] * 4
+
+
+def test_segments_are_exact_when_the_video_starts_after_the_audio(tmp_path):
+    """ffmpeg's -ss counts from the container start, here set by audio 0.5 s before the video."""
+    numbered = make_index_video(tmp_path / "numbered.mp4", 40)
+    shifted = tmp_path / "shifted.mp4"
+    subprocess.run([video.ffmpeg_exe(), "-loglevel", "error", "-itsoffset", "0.5", "-i", str(numbered),
+                    "-f", "lavfi", "-i", "sine=duration=3", "-map", "0:v", "-map", "1:a",
+                    "-c:v", "copy", "-c:a", "aac", str(shifted)], check=True)
+    info = video.probe(str(shifted))
+    assert info.seek_offset_s == pytest.approx(0.5, abs=0.05)
+    seen = []
+    for seg in video.plan_segments(info, 10):
+        seen += [read_index(f) for f in video.decode_frames(str(shifted), info, seg)]
+    assert seen == list(range(40))

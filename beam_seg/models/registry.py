@@ -289,7 +289,10 @@ def _local_model_copy(uri: str, fmt: str) -> str:
         tmp_dir = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix=".download-")
         try:
             for meta in files:
-                local = os.path.join(tmp_dir, *meta.path[len(root):].split("/"))
+                parts = meta.path[len(root):].split("/")
+                if any(part in ("", ".", "..") for part in parts):
+                    raise ModelNotFoundError(f"refusing model file with an unsafe name: {meta.path}")
+                local = os.path.join(tmp_dir, *parts)
                 os.makedirs(os.path.dirname(local), exist_ok=True)
                 storage.download_file(meta.path, local)
             os.replace(tmp_dir, dest)
