@@ -109,12 +109,17 @@ def write_bytes(uri: str, data: bytes) -> None:
 
         storage.write_bytes(uri, data)
         return
-    path = local_path(uri)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    # Local files without beam_seg.storage, which would import Beam into the analytics.
+    path = os.path.abspath(local_path(uri))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _check_output_root(out: str) -> None:
