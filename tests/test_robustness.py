@@ -255,3 +255,14 @@ def test_video_frames_over_the_pixel_limit_are_refused(tmp_path):
     assert segment([clip], out, "--max-image-pixels", "10000") == 3
     (record,) = _errors(out, clip)
     assert record["step"] == "plan" and "over the limit" in record["reason"]
+
+
+def test_beam_example_style_module_entry_point(tmp_path):
+    """`python -m pipelines.segment` runs with save_main_session=True, as Beam's examples do."""
+    image = DATA / "images" / "dashcam" / "vehicle_test1.jpg"
+    result = subprocess.run([sys.executable, "-m", "pipelines.segment", str(image), "--output",
+                             str(tmp_path / "out"), "--quality", "fast"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "== beam-seg summary ==" in result.stdout
+    assert len(coverage(tmp_path / "out")) == 1
