@@ -85,3 +85,18 @@ def test_saved_model_loads_and_segments(tmp_path, logits):
     labels = segment_frames(model, [rgb])[0]
     agreement = (labels == expected_labels(rgb)).mean()
     assert agreement == 1.0 if not logits else agreement > 0.999
+
+
+@pytest.mark.parametrize("kind", ["frozen_pb", "zoo_tarball", "saved_model"])
+def test_built_models_run_through_the_segment_command(tmp_path, kind):
+    """`beam-seg segment --model PATH` with models the test builds, DeepLab tensor names and all."""
+    from beam_seg import naming
+
+    from pipeline_helpers import label_maps, segment
+
+    pb, tarball = build_frozen_graph(tmp_path)
+    model = {"frozen_pb": pb, "zoo_tarball": tarball, "saved_model": build_saved_model(tmp_path)}[kind]
+    out = tmp_path / "out"
+    assert segment([STREET], out, "--model", str(model), "--labels", "cityscapes") == 0
+    labels = label_maps(out)[f"labels/{naming.input_id(str(STREET))}/000000.png"]
+    np.testing.assert_array_equal(labels, expected_labels(decode_image(STREET.read_bytes())))
