@@ -146,11 +146,12 @@ def expand_inputs(patterns: list[str]) -> list[str]:
                              if naming.kind_of(f) != "unsupported")
         elif storage.exists(pattern):
             found.add(storage.absolute(pattern))
-        elif not storage.is_local(pattern) and storage.list_files(pattern.rstrip("/") + "/**"):
-            found.update(m for m in storage.list_files(pattern.rstrip("/") + "/**")
-                         if naming.kind_of(m) != "unsupported")
         else:
-            raise UsageError(f"input not found: {pattern}")
+            # A remote "directory" is a prefix: list it once and keep its images and videos.
+            listed = [] if storage.is_local(pattern) else storage.list_files(pattern.rstrip("/") + "/**")
+            if not listed:
+                raise UsageError(f"input not found: {pattern}")
+            found.update(m for m in listed if naming.kind_of(m) != "unsupported")
     return sorted(found)
 
 
