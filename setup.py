@@ -12,6 +12,7 @@ RUNTIME = [
     "ai-edge-litert>=1.2",
     "numpy>=1.26",
     "pillow>=10.0",
+    "opencv-python-headless>=4.8",  # SIMD resize, overlay and histogram for every frame
     "imageio-ffmpeg>=0.5",
     "pyarrow>=15.0",
     "duckdb>=1.1",

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beam_seg.labels import LabelSet
+from beam_seg.pixels import id_histogram
 
 # Column -> (type, meaning). Documented in the README from this same table.
 BASE_COLUMNS: list[tuple[str, pa.DataType, str]] = [
@@ -45,7 +46,7 @@ def schema_for(label_set: LabelSet) -> pa.Schema:
 
 def class_counts(ids: np.ndarray, num_classes: int) -> np.ndarray:
     """Pixel counts of ids 0..num_classes-1, then one count for everything else (ignore)."""
-    counts = np.bincount(ids.ravel(), minlength=256)
+    counts = id_histogram(ids)
     return np.append(counts[:num_classes], counts[num_classes:].sum()).astype(np.int64)
 
 

@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image
 
 from beam_seg.labels import CITYSCAPES_ID_TO_TRAINID, IGNORE_ID, LabelSet
+from beam_seg.pixels import resize_nearest
 from beam_seg.render import read_label_png
 from beam_seg.report import (
     ArgumentParser,
@@ -62,15 +63,6 @@ def labelids_to_trainids(ids: np.ndarray) -> np.ndarray:
     for label_id, train_id in CITYSCAPES_ID_TO_TRAINID.items():
         lut[label_id] = train_id
     return lut[ids]
-
-
-def resize_nearest(ids: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Nearest-neighbour resize by pixel centres (ids must never be blended)."""
-    if ids.shape == (height, width):
-        return ids
-    rows = np.minimum(((np.arange(height) + 0.5) * ids.shape[0] / height).astype(np.intp), ids.shape[0] - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * ids.shape[1] / width).astype(np.intp), ids.shape[1] - 1)
-    return ids[rows[:, None], cols[None, :]]
 
 
 def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -239,7 +231,7 @@ def evaluate(output: str, ground_truth: str, label_set: str | None = None) -> di
     confusion = np.zeros((n, n + 1), np.int64)
     for match in matches:
         gt = read_ground_truth(match.ground_truth)
-        pred = resize_nearest(read_label_png(read_bytes(match.label_uri)), *gt.shape)
+        pred = resize_nearest(read_label_png(read_bytes(match.label_uri)), gt.shape[1], gt.shape[0])
         confusion += confusion_matrix(gt, pred, n)
     result = scores(confusion, labels.names)
     result["frames"] = len(matches)

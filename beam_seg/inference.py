@@ -13,10 +13,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
-from PIL import Image
 
 from beam_seg.models import InputSpec, Model, load_label_set, load_model, resolve
 from beam_seg.models.loaders import ModelInfo
+from beam_seg.pixels import resize_linear, resize_nearest
 from beam_seg.tiling import TileSettings, WindowMerger, crop_windows, plan_tiles
 
 RESIZE_MODES = ("stretch", "pad")
@@ -32,12 +32,6 @@ class Placement:
     height: int
 
 
-def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
-    if rgb.shape[1] == width and rgb.shape[0] == height:
-        return rgb
-    return np.asarray(Image.fromarray(rgb).resize((width, height), Image.BILINEAR))
-
-
 def fit_to_input(rgb: np.ndarray, spec: InputSpec, mode: str = "stretch") -> tuple[np.ndarray, Placement]:
     """Map a frame onto the model's fixed input.
 
@@ -49,14 +43,14 @@ def fit_to_input(rgb: np.ndarray, spec: InputSpec, mode: str = "stretch") -> tup
     if not spec.fixed_size:
         return rgb, Placement(0, 0, width, height)
     if mode == "stretch":
-        return resize_rgb(rgb, spec.width, spec.height), Placement(0, 0, spec.width, spec.height)
+        return resize_linear(rgb, spec.width, spec.height), Placement(0, 0, spec.width, spec.height)
     if mode != "pad":
         raise ValueError(f"resize mode must be one of {RESIZE_MODES}")
     scale = min(spec.width / width, spec.height / height)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
     canvas = np.full((spec.height, spec.width, 3), 128, np.uint8)
     x, y = (spec.width - new_w) // 2, (spec.height - new_h) // 2
-    canvas[y:y + new_h, x:x + new_w] = resize_rgb(rgb, new_w, new_h)
+    canvas[y:y + new_h, x:x + new_w] = resize_linear(rgb, new_w, new_h)
     return canvas, Placement(x, y, new_w, new_h)
 
 
@@ -69,9 +63,7 @@ def to_class_ids(output: np.ndarray, logits: bool) -> np.ndarray:
 def labels_to_source(ids: np.ndarray, placement: Placement, width: int, height: int) -> np.ndarray:
     """Undo `fit_to_input`: crop the padding away and upsample (nearest) to the source size."""
     crop = ids[placement.y:placement.y + placement.height, placement.x:placement.x + placement.width]
-    if crop.shape == (height, width):
-        return np.ascontiguousarray(crop)
-    return np.asarray(Image.fromarray(crop).resize((width, height), Image.NEAREST))
+    return resize_nearest(crop, width, height)
 
 
 @dataclass(frozen=True)
@@ -114,7 +106,7 @@ def segment_tiled(model: Model, frame: np.ndarray, settings: InferenceSettings,
     spec = info.input_spec
     height, width = frame.shape[:2]
     plan = plan_tiles(width, height, spec.width, spec.height, settings.tiles)
-    work = resize_rgb(frame, plan.work_width, plan.work_height)
+    work = resize_linear(frame, plan.work_width, plan.work_height)
     jobs = [(origin, window, False) for origin, window in zip(plan.origins, crop_windows(work, plan),
                                                               strict=True)]
     if settings.tiles.flip:

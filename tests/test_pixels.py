@@ -1,0 +1,60 @@
+"""The per-pixel primitives every frame goes through, against their plain-numpy meaning."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from beam_seg import pixels
+from beam_seg.labels import CITYSCAPES
+
+
+def test_nearest_upsampling_repeats_pixels_and_never_blends():
+    ids = np.array([[1, 2], [3, 4]], np.uint8)
+    np.testing.assert_array_equal(pixels.resize_nearest(ids, 4, 4),
+                                  [[1, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]])
+    assert set(np.unique(pixels.resize_nearest(ids, 2048, 1024))) == {1, 2, 3, 4}
+    assert pixels.resize_nearest(ids, 2, 2) is ids
+
+
+@pytest.mark.parametrize("size", [(960, 540), (513, 513), (1241, 377), (7, 3)])
+def test_nearest_resize_samples_pixel_centres_like_pillow(size):
+    """Pillow's NEAREST (what label maps were upsampled with before) is the reference."""
+    ids = np.random.default_rng(1).integers(0, 19, (288, 513), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(ids).resize(size, Image.NEAREST))
+    np.testing.assert_array_equal(pixels.resize_nearest(ids, *size), expected)
+
+
+def test_linear_resize_keeps_flat_colour_and_ramps():
+    flat = np.full((540, 960, 3), (10, 200, 77), np.uint8)
+    assert (pixels.resize_linear(flat, 513, 513) == (10, 200, 77)).all()
+    ramp = np.repeat(np.linspace(0, 255, 960).astype(np.uint8)[None, :, None], 3, axis=2).repeat(4, axis=0)
+    out = pixels.resize_linear(ramp, 480, 4)[0, :, 0].astype(int)
+    assert out.shape == (480,) and (np.diff(out) >= 0).all() and out[0] < 3 and out[-1] > 252
+
+
+def test_colorize_is_a_palette_lookup():
+    ids = np.random.default_rng(2).integers(0, 256, (37, 53), dtype=np.uint8)
+    np.testing.assert_array_equal(pixels.colorize(ids, CITYSCAPES.palette), CITYSCAPES.palette[ids])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
+def test_blend_matches_the_float_formula(alpha):
+    rng = np.random.default_rng(3)
+    rgb, colors = (rng.integers(0, 256, (31, 17, 3), dtype=np.uint8) for _ in range(2))
+    expected = rgb * (1 - alpha) + colors * alpha
+    assert np.abs(pixels.blend(rgb, colors, alpha) - expected).max() <= 0.5 + 1e-6
+
+
+def test_blend_refuses_alpha_outside_0_1():
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    with pytest.raises(ValueError, match="alpha"):
+        pixels.blend(rgb, rgb, 1.5)
+
+
+def test_histogram_counts_every_id_exactly_even_past_float32_precision():
+    ids = np.random.default_rng(4).integers(0, 256, (300, 200), dtype=np.uint8)
+    np.testing.assert_array_equal(pixels.id_histogram(ids), np.bincount(ids.ravel(), minlength=256))
+    big = np.zeros((4097, 4097), np.uint8)  # 2**24 + 8193 pixels of one id
+    big[0, 0] = 7
+    hist = pixels.id_histogram(big)
+    assert hist[0] == big.size - 1 and hist[7] == 1 and hist.dtype == np.int64
