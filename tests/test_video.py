@@ -97,3 +97,36 @@ def test_segments_are_exact_when_the_video_starts_after_the_audio(tmp_path):
     for seg in video.plan_segments(info, 10):
         seen += [read_index(f) for f in video.decode_frames(str(shifted), info, seg)]
     assert seen == list(range(40))
+
+
+def _ffmpeg_children_niceness() -> list[int]:
+    """Niceness of this process's ffmpeg children, read from /proc."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, fields = text.split("(", 1)[1].rsplit(")", 1)[0], text.rsplit(")", 1)[1].split()
+        if int(fields[1]) == os.getpid() and "ffmpeg" in name:
+            found.append(int(fields[16]))  # field 19 of stat: nice
+    return found
+
+
+def test_streaming_ffmpeg_runs_below_the_model_priority(tmp_path):
+    """Decoders and encoders give way to inference threads (they fill the gaps)."""
+    import os
+
+    path = make_index_video(tmp_path / "numbered.mp4", 9)
+    info = video.probe(str(path))
+    lowered = min(19, os.getpriority(os.PRIO_PROCESS, 0) + video.FFMPEG_NICENESS)
+    frames = video.decode_frames(str(path), info, video.plan_segments(info, 9)[0])
+    first = next(frames)
+    assert _ffmpeg_children_niceness() == [lowered]
+    frames.close()
+    with video.VideoWriter(str(tmp_path / "out.mp4"), info.width, info.height, info.fps) as writer:
+        writer.write(first)
+        assert _ffmpeg_children_niceness() == [lowered]

@@ -107,7 +107,7 @@ class TFLiteModel(Model):
                 tensor = item[None].astype(self._input_dtype, copy=False)
                 self._interpreter.set_tensor(self._input_index, tensor)
                 self._interpreter.invoke()
-                outputs.append(self._interpreter.get_tensor(self._output_index)[0].copy())
+                outputs.append(self._interpreter.get_tensor(self._output_index)[0])  # already a copy
         return np.stack(outputs)
 
 
