@@ -205,8 +205,9 @@ def decode_frames(path: str, info: VideoInfo, segment: Segment) -> Iterator[np.n
              "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     frame_bytes = info.width * info.height * 3
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, bufsize=frame_bytes)
+                            stderr=subprocess.DEVNULL, bufsize=0)
     _background(proc)
+    _widen_pipe(proc.stdout, frame_bytes)
     try:
         for _ in range(segment.count):
             buf = _read_exactly(proc.stdout, frame_bytes)
@@ -230,6 +231,22 @@ def _background(proc: subprocess.Popen) -> None:
     """Lower a streaming ffmpeg's priority (best effort: not every OS or sandbox allows it)."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, proc.pid, FFMPEG_NICENESS)
+
+
+def _widen_pipe(stream, frame_bytes: int) -> None:
+    """Let a pipe hold up to a whole frame (Linux; 64 KiB by default), so ffmpeg writes a
+    frame in one go instead of waking us two dozen times per frame."""
+    try:
+        import fcntl
+        setpipe = fcntl.F_SETPIPE_SZ
+    except (ImportError, AttributeError):  # not Linux
+        return
+    for size in (frame_bytes, 1 << 20):  # the system's cap (pipe-max-size) is often 1 MiB
+        try:
+            fcntl.fcntl(stream.fileno(), setpipe, size)
+            return
+        except OSError:
+            continue
 
 
 def _read_exactly(stream, n: int) -> bytearray | None:
