@@ -59,3 +59,15 @@ def id_histogram(ids: np.ndarray) -> np.ndarray:
         return np.bincount(ids.ravel(), minlength=256).astype(np.int64)
     hist = cv2.calcHist([np.ascontiguousarray(ids)], [0], None, [256], [0, 256])
     return hist.ravel().astype(np.int64)
+
+
+def rgb_to_i420(rgb: np.ndarray) -> np.ndarray:
+    """An RGB frame as planar 4:2:0 YUV (BT.601, video range), H.264's native input.
+
+    4:2:0 needs even sizes: an odd width or height gets one black column or row at the
+    right or bottom (the same the encoder would add).
+    """
+    height, width = rgb.shape[:2]
+    if width % 2 or height % 2:
+        rgb = cv2.copyMakeBorder(rgb, 0, height % 2, 0, width % 2, cv2.BORDER_CONSTANT, value=0)
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2YUV_I420)

@@ -82,16 +82,80 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
 
 
 def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: RunConfig,
-                        label_set: LabelSet) -> FrameRecord:
-    """Write a frame's label PNG and overlay; keep only its class counts."""
+                        label_set: LabelSet) -> tuple[FrameRecord, np.ndarray]:
+    """Write a frame's label PNG and overlay; keep its class counts, and hand back the
+    overlay pixels for the segment video."""
     layout = cfg.layout
     iid = key.unit.input_id
     storage.write_bytes(layout.label_png(iid, key.frame_index), render.label_png_bytes(ids, label_set))
     blended = render.overlay(rgb, ids, label_set.palette, cfg.alpha)
     storage.write_bytes(layout.overlay(iid, key.frame_index, cfg.overlay_format),
                         render.encode_image(blended, cfg.overlay_format))
-    return FrameRecord(key.frame_index, key.timestamp_s, int(ids.shape[1]), int(ids.shape[0]),
-                       coverage.class_counts(ids, label_set.num_classes))
+    record = FrameRecord(key.frame_index, key.timestamp_s, int(ids.shape[1]), int(ids.shape[0]),
+                         coverage.class_counts(ids, label_set.num_classes))
+    return record, blended
+
+
+class SegmentEncoder:
+    """Encodes one video segment's overlays into its mp4 as they are made.
+
+    A segment's frames reach the write step in order, in one bundle (they come from one
+    decode call in the same fused stage), so the video is encoded from the exact overlay
+    pixels on the way, never re-read from storage. The mp4 appears at its URI only once
+    `finish` has closed it; an encoder that fails keeps its reason in `error` and the
+    segment simply has no video (its frames' other outputs are still written).
+    """
+
+    def __init__(self, unit: WorkUnit, cfg: RunConfig):
+        self.unit = unit
+        self.uri = cfg.layout.segment_video(unit.input_id, unit.segment.index)
+        self.last_frame = planned_frame_indices(unit.segment, cfg.every_nth_frame)[-1]
+        self.error: str | None = None
+        self._previous = -1
+        self._tmp = tempfile.TemporaryDirectory(prefix="beam_seg_seg_")
+        info = unit.info
+        self._writer = video.VideoWriter(os.path.join(self._tmp.name, "segment.mp4"), info.width,
+                                         info.height, info.fps / cfg.every_nth_frame, info.sar)
+        try:
+            storage.delete(self.uri)  # an earlier run's file must not stand in for this one
+            self._writer.__enter__()
+        except Exception as exc:  # any failure only costs this segment its video
+            self._fail(exc)
+
+    def add(self, frame_index: int, overlay: np.ndarray) -> None:
+        if self.error:
+            return
+        try:
+            if frame_index <= self._previous:
+                raise video.VideoError(f"frame {frame_index} arrived after frame {self._previous}")
+            self._writer.write(overlay)
+            self._previous = frame_index
+        except Exception as exc:
+            self._fail(exc)
+
+    def finish(self) -> None:
+        """Close the encoder and upload the segment (or, after a failure, clean up)."""
+        if not self.error:
+            try:
+                self._writer.__exit__(None, None, None)
+                storage.upload_file(self._writer.path, self.uri)
+            except Exception as exc:
+                self._fail(exc)
+        self._tmp.cleanup()
+
+    def abort(self) -> None:
+        self._writer.abort()
+        self._tmp.cleanup()
+
+    def error_record(self) -> ErrorRecord:
+        seg = self.unit.segment
+        return ErrorRecord(self.unit.source_uri, self.unit.input_id, "encode", self.error,
+                           seg.start, seg.stop)
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = f"segment video: {type(exc).__name__}: {exc}"
+        log.warning("%s: %s", self.unit.input_id, self.error)
+        self._writer.abort()
 
 
 def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
@@ -119,7 +183,8 @@ def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
 
 def finish_segment(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
                    label_set: LabelSet, model_name: str) -> SegmentResult:
-    """Write the unit's coverage rows and, for a video, encode its overlays into a segment mp4.
+    """Write the unit's coverage rows; a video segment's mp4 is already encoded (see
+    `SegmentEncoder`), so only check that it is there.
 
     The coverage file is written last: its presence means the segment is complete.
     """
@@ -128,17 +193,8 @@ def finish_segment(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
     segment_uri = None
     if unit.kind == "video" and records:
         segment_uri = layout.segment_video(unit.input_id, unit.segment.index)
-        info = unit.info
-        fps = info.fps / cfg.every_nth_frame
-        with tempfile.TemporaryDirectory(prefix="beam_seg_seg_") as tmp:
-            local = os.path.join(tmp, "segment.mp4")
-            codec = "mjpeg" if cfg.overlay_format == "jpg" else "png"
-            with video.VideoWriter(local, info.width, info.height, fps, info.sar,
-                                   image_codec=codec) as writer:
-                for record in records:
-                    overlay_uri = layout.overlay(unit.input_id, record.frame_index, cfg.overlay_format)
-                    writer.write_encoded(storage.read_bytes(overlay_uri))
-            storage.upload_file(local, segment_uri)
+        if not storage.exists(segment_uri):
+            segment_uri = None  # its encoder failed and reported why
     if records:
         rows = coverage_rows(unit, records, cfg, label_set, model_name)
         storage.write_bytes(layout.coverage(unit.input_id, unit.key[1]),
@@ -187,6 +243,8 @@ def finish_input(input_id: str, results: list[SegmentResult], errors: list[Error
     _remove_stale_coverage(layout, input_id, {r.unit.key[1] for r in results if r.frames})
     error_uri = storage.join(layout.root, "errors", input_id + ".jsonl")
     if errors:
+        # arrival order varies run to run: sort by where in the input, then by step
+        errors.sort(key=lambda e: (e.frame_start is not None, e.frame_start or 0, e.step, e.reason))
         storage.write_bytes(error_uri, "".join(e.to_json() + "\n" for e in errors).encode())
         storage.delete(layout.done_marker(input_id))  # a redone input that now fails is not done
     else:

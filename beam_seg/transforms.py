@@ -17,6 +17,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.transforms.window import GlobalWindows
 
 from beam_seg import steps
 from beam_seg.inference import DeepLabModelHandler
@@ -58,21 +59,54 @@ class DecodeUnit(beam.DoFn):
 
 
 class WriteFrame(_LabelSetDoFn):
-    """(FrameKey, PredictionResult) -> label PNG + overlay written; FrameRecord out."""
+    """(FrameKey, PredictionResult) -> label PNG + overlay written, and the overlay fed to
+    its segment's video encoder; FrameRecord out (encoder failures on 'errors')."""
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         self.frames_segmented = Metrics.counter(NAMESPACE, "frames_segmented")
         self.write_ms = Metrics.distribution(NAMESPACE, "frame_write_ms")
+        self._encoders: dict = {}
+
+    def start_bundle(self):
+        self._abort_encoders()  # left open by a bundle that failed
 
     def process(self, element):
         key, result = element
         start = time.perf_counter()
-        record = steps.write_frame_outputs(key, result.example.rgb, result.inference, self.cfg,
-                                           self.label_set)
+        record, overlay = steps.write_frame_outputs(key, result.example.rgb, result.inference,
+                                                    self.cfg, self.label_set)
+        unit = key.unit
+        if unit.kind == "video":
+            encoder = self._encoders.get(unit.key)
+            if encoder is None:
+                encoder = self._encoders[unit.key] = steps.SegmentEncoder(unit, self.cfg)
+            encoder.add(key.frame_index, overlay)
+            if key.frame_index == encoder.last_frame:
+                yield from self._finish(self._encoders.pop(unit.key), beam.pvalue.TaggedOutput)
         self.write_ms.update(int((time.perf_counter() - start) * 1000))
         self.frames_segmented.inc()
-        yield key.unit.key, record
+        yield unit.key, record
+
+    def finish_bundle(self):
+        """Segments whose last frame never came (truncated video, failed frames) end here."""
+        encoders, self._encoders = self._encoders, {}
+        for encoder in encoders.values():
+            yield from self._finish(encoder, lambda tag, error: beam.pvalue.TaggedOutput(
+                tag, GlobalWindows.windowed_value(error)))
+
+    def teardown(self):
+        self._abort_encoders()
+
+    def _finish(self, encoder, output):
+        encoder.finish()
+        if encoder.error:
+            yield output("errors", encoder.error_record())
+
+    def _abort_encoders(self):
+        encoders, self._encoders = self._encoders, {}
+        for encoder in encoders.values():
+            encoder.abort()
 
 
 class FinishSegment(_LabelSetDoFn):
@@ -150,8 +184,9 @@ class SegmentInputs(beam.PTransform):
         frames, statuses, decode_failed = decoded["frames"], decoded["status"], decoded["bad"]
         inferred, inference_failed = frames | "Segment" >> RunInference(
             KeyedModelHandler(self.handler)).with_exception_handling()
-        records, write_failed = inferred | "WriteFrames" >> beam.ParDo(
-            WriteFrame(cfg)).with_exception_handling(main_tag="records")
+        written = inferred | "WriteFrames" >> beam.ParDo(WriteFrame(cfg)).with_outputs(
+            "errors", main="records").with_exception_handling()
+        records, write_failed = written["records"], written["bad"]
         finished = (
             {"frames": records, "status": statuses | "KeyStatus" >> beam.Map(lambda s: (s.unit.key, s))}
             | "GroupBySegment" >> beam.CoGroupByKey()
@@ -163,6 +198,7 @@ class SegmentInputs(beam.PTransform):
              inference_failed.failed_inferences
              | "InferenceErrors" >> beam.FlatMap(_inference_dead_letters),
              write_failed | "WriteErrors" >> _dead_letters("write"),
+             written["errors"],
              finished["bad"] | "SegmentErrors" >> _dead_letters("finish_segment"),
              finished["errors"])
             | "AllErrors" >> beam.Flatten()

@@ -25,6 +25,8 @@ from fractions import Fraction
 import imageio_ffmpeg
 import numpy as np
 
+from beam_seg.pixels import rgb_to_i420
+
 
 class VideoError(RuntimeError):
     """The file is not a decodable video (no video stream, corrupt, truncated …)."""
@@ -278,27 +280,25 @@ class EncodeSettings:
 class VideoWriter:
     """Pipe RGB frames into an H.264/yuv420p mp4 (a context manager, like supervision's VideoSink).
 
+    Frames are converted to the encoder's own 4:2:0 layout in OpenCV (BT.601, video range:
+    what ffmpeg would pick), so ffmpeg only encodes: 0.65 ms in Python plus 2.4 ms of
+    x264 per 960x540 frame, where piping RGB costs 3.4 ms in ffmpeg and re-decoding
+    overlay JPEGs 3.8 ms.
+
     H.264 in 4:2:0 (what browsers play) can only code even sizes, and its header
     cropping works in steps of 2 as well, so an odd width or height is padded by one
     black pixel: the only case where the output size differs from the source.
     """
 
     def __init__(self, path: str, width: int, height: int, fps: Fraction,
-                 sar: Fraction = Fraction(1), settings: EncodeSettings = EncodeSettings(),
-                 image_codec: str | None = None):
-        """`image_codec` ('mjpeg' or 'png'): frames arrive as encoded images through
-        `write_encoded`, and ffmpeg decodes them, so Python never touches their pixels."""
+                 sar: Fraction = Fraction(1), settings: EncodeSettings = EncodeSettings()):
         self.path, self.width, self.height = path, width, height
-        pad = "pad=ceil(iw/2)*2:ceil(ih/2)*2:0:0:color=black"
+        coded = f"{width + width % 2}x{height + height % 2}"  # see rgb_to_i420
         rate = f"{fps.numerator}/{fps.denominator}"
-        if image_codec:
-            source = ["-f", "image2pipe", "-framerate", rate, "-c:v", image_codec, "-i", "-"]
-        else:
-            source = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-                      "-framerate", rate, "-i", "-"]
         self._args = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *source,
-            "-vf", f"{pad},setsar={sar.numerator}/{sar.denominator}",
+            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", coded, "-framerate", rate, "-i", "-",
+            "-vf", f"setsar={sar.numerator}/{sar.denominator}",
             "-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf), "-bf", "0",
             "-threads", str(settings.threads),
             "-pix_fmt", "yuv420p", "-video_track_timescale", str(_timescale(fps)),
@@ -314,20 +314,26 @@ class VideoWriter:
         return self
 
     def write(self, frame: np.ndarray) -> None:
+        """One HxWx3 RGB uint8 frame."""
         if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
             raise ValueError(f"frame {frame.shape} {frame.dtype} does not match "
                              f"{self.height}x{self.width}x3 uint8")
-        self.write_encoded(np.ascontiguousarray(frame).data)
-
-    def write_encoded(self, data) -> None:
-        """One frame: raw RGB bytes, or one encoded image when `image_codec` is set."""
+        planes = rgb_to_i420(frame)
         try:
-            self._proc.stdin.write(data)
+            self._proc.stdin.write(planes.data)
         except BrokenPipeError:
             self._proc.wait()
             raise VideoError("ffmpeg encode failed: " + _last_error(
                 self._proc.stderr.read().decode("utf-8", "replace"))) from None
         self.frames += 1
+
+    def abort(self) -> None:
+        """Stop the encoder and leave no file behind (a segment that will not be used)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        with contextlib.suppress(OSError):
+            os.remove(self.path)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         with contextlib.suppress(BrokenPipeError):  # ffmpeg died: its stderr says why

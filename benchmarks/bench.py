@@ -159,10 +159,9 @@ def stage_times(model, frames: list[np.ndarray], clip: Path) -> dict[str, float]
     counts = timed("class_counts", lambda ids: coverage.class_counts(ids, 19), labels)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        with video.VideoWriter(os.path.join(tmp, "v.mp4"), width, height, Fraction(25),
-                               image_codec="mjpeg") as writer:
-            for data in jpegs:
-                writer.write_encoded(data)
+        with video.VideoWriter(os.path.join(tmp, "v.mp4"), width, height, Fraction(25)) as writer:
+            for blended in overlays:
+                writer.write(blended)
         timings["video_encode"] = round((time.perf_counter() - start) / len(jpegs) * 1000, 2)
     rows = [coverage.coverage_row({}, c, CITYSCAPES) for c in counts]
     start = time.perf_counter()

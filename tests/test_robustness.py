@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from beam_seg import naming
-from beam_seg.video import ffmpeg_exe
+from beam_seg.video import ffmpeg_exe, probe
 
 from conftest import DATA, ROOT, make_index_video
 from pipeline_helpers import coverage, label_maps, segment
@@ -100,7 +100,28 @@ def test_truncated_video_keeps_decoded_frames_and_reports_the_rest(mixed_inputs,
     assert len(outputs["labels"]) == len(rows)
     records = _errors(out, source)
     assert any(r["step"] == "decode" and r["frame_start"] == len(rows) for r in records), records
-    assert (out / "videos" / f"{naming.input_id(str(source))}.mp4").is_file()
+    # the cut segment's encoder never saw its planned last frame: it is closed at the end
+    # of the bundle, so the video still holds every decoded frame
+    assert probe(str(out / "videos" / f"{naming.input_id(str(source))}.mp4")).frame_count == len(rows)
+
+
+def test_an_unwritable_segment_video_is_an_error_record_and_nothing_else_is_lost(tmp_path):
+    clip = make_index_video(tmp_path / "clip.mp4", 12)
+    out = tmp_path / "out"
+    blocker = out / "_work" / naming.input_id(str(clip))  # a file where segment videos go
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    assert segment([clip], out, "--segment-frames", "5") == 3
+    records = _errors(out, clip)
+    assert [(r["step"], r["frame_start"]) for r in records] == [("encode", 0), ("encode", 5), ("encode", 10)]
+    assert all("segment video" in r["reason"] for r in records)
+    outputs = _outputs_of(out, clip)
+    assert [len(outputs[k]) for k in ("labels", "overlays", "coverage", "done")] == [12, 12, 3, 0]
+    assert len(coverage(out)) == 12
+
+    blocker.unlink()  # once the cause is gone, a re-run finishes the input
+    assert segment([clip], out, "--segment-frames", "5") == 0
+    assert probe(str(out / "videos" / f"{naming.input_id(str(clip))}.mp4")).frame_count == 12
 
 
 def test_rerun_skips_finished_inputs_and_overwrite_redoes_them(tmp_path):
