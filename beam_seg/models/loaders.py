@@ -100,6 +100,13 @@ class TFLiteModel(Model):
         self._input_dtype = dtype
         self.outputs_logits = len(out["shape"]) == 4
 
+    def _read_output(self) -> np.ndarray:
+        """The output of the last invoke. Class ids (int64 from ArgMax: 2 MB at 513x513) are
+        narrowed straight from the interpreter's buffer, one copy instead of three."""
+        if self.outputs_logits:
+            return self._interpreter.get_tensor(self._output_index)[0]
+        return self._interpreter.tensor(self._output_index)()[0].astype(np.uint8)
+
     def predict(self, batch: np.ndarray) -> np.ndarray:
         outputs = []
         with self._lock:
@@ -107,7 +114,7 @@ class TFLiteModel(Model):
                 tensor = item[None].astype(self._input_dtype, copy=False)
                 self._interpreter.set_tensor(self._input_index, tensor)
                 self._interpreter.invoke()
-                outputs.append(self._interpreter.get_tensor(self._output_index)[0])  # already a copy
+                outputs.append(self._read_output())
         return np.stack(outputs)
 
 
