@@ -12,7 +12,7 @@ from PIL import Image
 from beam_seg import naming, video
 from beam_seg.labels import CITYSCAPES
 
-from conftest import DATA
+from conftest import DATA, decode_all
 from pipeline_helpers import coverage, label_maps, segment
 
 UDACITY = DATA / "videos" / "udacity_solidWhiteRight.mp4"
@@ -36,6 +36,19 @@ def test_video_output_matches_the_source(udacity_run):
     assert info.codec == "h264"
     assert info.has_audio
     assert sorted(p.name for p in (out / "videos").iterdir()) == [f"{iid}.mp4"]
+
+
+def test_video_frames_are_the_overlays_in_order(udacity_run):
+    """The segment videos are encoded from the overlay pixels: same colours, same frames."""
+    _, out = udacity_run
+    iid = naming.input_id(str(UDACITY))
+    frames = decode_all(out / "videos" / f"{iid}.mp4")
+    for index in (0, 59, 60, 150, 220):  # either side of the 60-frame segment joins
+        overlay = np.asarray(Image.open(out / "overlays" / iid / f"{index:06d}.jpg"), dtype=np.int16)
+        diff = np.abs(frames[index].astype(np.int16) - overlay).mean(axis=(0, 1))
+        assert (diff < 6).all(), (index, diff)  # lossy codecs only; a swapped channel or frame is far off
+    neighbour = np.asarray(Image.open(out / "overlays" / iid / "000100.jpg"), dtype=np.int16)
+    assert np.abs(frames[0].astype(np.int16) - neighbour).mean() > 6
 
 
 def test_coverage_table_has_one_row_per_frame(udacity_run):
