@@ -39,10 +39,9 @@ def overlay(rgb: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha: float 
     return blend(rgb, colorize(ids, palette), alpha)
 
 
-def encode_image(image: Image.Image | np.ndarray, fmt: str) -> bytes:
+def encode_image(rgb: np.ndarray, fmt: str) -> bytes:
     """Overlay bytes as 'jpg' (small, fast) or 'png' (lossless)."""
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
+    image = Image.fromarray(rgb)
     buf = io.BytesIO()
     if fmt == "jpg":
         image.save(buf, format="JPEG", quality=JPEG_QUALITY)

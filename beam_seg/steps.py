@@ -133,8 +133,9 @@ class SegmentEncoder:
         except Exception as exc:
             self._fail(exc)
 
-    def finish(self) -> None:
-        """Close the encoder and upload the segment (or, after a failure, clean up)."""
+    def finish(self) -> ErrorRecord | None:
+        """Close the encoder and upload the segment; after a failure, clean up and return
+        the error record for the segment's frames."""
         if not self.error:
             try:
                 self._writer.__exit__(None, None, None)
@@ -142,15 +143,15 @@ class SegmentEncoder:
             except Exception as exc:
                 self._fail(exc)
         self._tmp.cleanup()
+        if self.error is None:
+            return None
+        seg = self.unit.segment
+        return ErrorRecord(self.unit.source_uri, self.unit.input_id, "encode", self.error,
+                           seg.start, seg.stop)
 
     def abort(self) -> None:
         self._writer.abort()
         self._tmp.cleanup()
-
-    def error_record(self) -> ErrorRecord:
-        seg = self.unit.segment
-        return ErrorRecord(self.unit.source_uri, self.unit.input_id, "encode", self.error,
-                           seg.start, seg.stop)
 
     def _fail(self, exc: Exception) -> None:
         self.error = f"segment video: {type(exc).__name__}: {exc}"

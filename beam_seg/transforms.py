@@ -83,7 +83,9 @@ class WriteFrame(_LabelSetDoFn):
                 encoder = self._encoders[unit.key] = steps.SegmentEncoder(unit, self.cfg)
             encoder.add(key.frame_index, overlay)
             if key.frame_index == encoder.last_frame:
-                yield from self._finish(self._encoders.pop(unit.key), beam.pvalue.TaggedOutput)
+                error = self._encoders.pop(unit.key).finish()
+                if error:
+                    yield beam.pvalue.TaggedOutput("errors", error)
         self.write_ms.update(int((time.perf_counter() - start) * 1000))
         self.frames_segmented.inc()
         yield unit.key, record
@@ -92,16 +94,12 @@ class WriteFrame(_LabelSetDoFn):
         """Segments whose last frame never came (truncated video, failed frames) end here."""
         encoders, self._encoders = self._encoders, {}
         for encoder in encoders.values():
-            yield from self._finish(encoder, lambda tag, error: beam.pvalue.TaggedOutput(
-                tag, GlobalWindows.windowed_value(error)))
+            error = encoder.finish()
+            if error:
+                yield beam.pvalue.TaggedOutput("errors", GlobalWindows.windowed_value(error))
 
     def teardown(self):
         self._abort_encoders()
-
-    def _finish(self, encoder, output):
-        encoder.finish()
-        if encoder.error:
-            yield output("errors", encoder.error_record())
 
     def _abort_encoders(self):
         encoders, self._encoders = self._encoders, {}

@@ -155,14 +155,14 @@ def stage_times(model, frames: list[np.ndarray], clip: Path) -> dict[str, float]
     timed("label_png", lambda ids: render.label_png_bytes(ids, CITYSCAPES), labels)
     overlays = timed("overlay", lambda pair: render.overlay(pair[0], pair[1], CITYSCAPES.palette, 0.5),
                      list(zip(frames, labels, strict=True)))
-    jpegs = timed("overlay_jpeg", lambda o: render.encode_image(o, "jpg"), overlays)
+    timed("overlay_jpeg", lambda o: render.encode_image(o, "jpg"), overlays)
     counts = timed("class_counts", lambda ids: coverage.class_counts(ids, 19), labels)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         with video.VideoWriter(os.path.join(tmp, "v.mp4"), width, height, Fraction(25)) as writer:
             for blended in overlays:
                 writer.write(blended)
-        timings["video_encode"] = round((time.perf_counter() - start) / len(jpegs) * 1000, 2)
+        timings["video_encode"] = round((time.perf_counter() - start) / len(overlays) * 1000, 2)
     rows = [coverage.coverage_row({}, c, CITYSCAPES) for c in counts]
     start = time.perf_counter()
     buf = io.BytesIO()
