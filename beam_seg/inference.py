@@ -136,26 +136,29 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
     """RunInference handler: frames in, source-size label maps out.
 
     Beam loads one model per worker process through `Shared` and hands it to every
-    DoFn thread; the model guards itself where its runtime is not thread-safe. Batches
-    are capped (Beam's default of up to 10,000 elements would hold 10,000 frames).
+    DoFn thread; a TFLite model holds `interpreters` interpreters so that many threads
+    infer side by side. Batches have a fixed size: every loader runs a batch one frame at
+    a time, so larger batches only hold more frames in memory, and a fixed size spares
+    BatchElements its timing regression (numpy's BLAS threads spin after every fit).
     For big models on many-process workers, `large_model=True` or `model_copies=N`
     makes Beam load N copies per machine instead of one per process.
     """
 
     def __init__(self, model: str, labels: str | None = None, num_threads: int | None = None,
-                 settings: dict[str, InferenceSettings] | None = None, max_batch_size: int = 4,
-                 large_model: bool = False, model_copies: int | None = None):
+                 settings: dict[str, InferenceSettings] | None = None, batch_size: int = 1,
+                 large_model: bool = False, model_copies: int | None = None, interpreters: int = 1):
         """`settings` maps an input kind ('image', 'video') to its inference settings."""
-        super().__init__(min_batch_size=1, max_batch_size=max_batch_size,
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=large_model, model_copies=model_copies)
         self._model_uri = model
         self._labels = labels
         self._num_threads = num_threads
+        self._interpreters = interpreters
         self.settings = settings or {}
 
     def load_model(self) -> Model:
         resolved = resolve(self._model_uri, self._labels)
-        model = load_model(resolved, self._num_threads)
+        model = load_model(resolved, self._num_threads, self._interpreters)
         model.num_classes = load_label_set(resolved.labels).num_classes
         return model
 

@@ -102,10 +102,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
                         help="single pass (--quality fast): fit frames by stretching or by padding")
     parser.add_argument("--max-image-pixels", type=_positive_int, default=80_000_000,
                         help="refuse images with more pixels than this (default 80,000,000)")
-    parser.add_argument("--batch-size", type=_positive_int, default=4,
-                        help="maximum frames per inference batch (default 4)")
+    parser.add_argument("--batch-size", type=_positive_int, default=1,
+                        help="frames per inference batch (default 1)")
     parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="inference threads per worker process (default: cores / processes)")
+                        help="threads per TFLite interpreter (default: the worker's cores / interpreters)")
+    parser.add_argument("--interpreters", type=_positive_int, default=None,
+                        help="TFLite interpreters per worker process, inferring side by side "
+                             "(default: one per DirectRunner thread, else 1)")
     parser.add_argument("--large-model", action="store_true",
                         help="load one model per machine instead of per process (Beam large_model)")
     parser.add_argument("--model-copies", type=_positive_int, default=None,
@@ -204,21 +207,37 @@ def tune_direct_runner(options: PipelineOptions, pipeline_args: list[str]) -> No
     direct.direct_num_workers = max(2, os.cpu_count() or 1)
 
 
-def choose_threads(options: PipelineOptions, requested: int | None) -> int:
-    """Inference threads per process: share the cores between Beam's worker processes.
+@dataclass(frozen=True)
+class InferenceLayout:
+    """How a worker process spends its cores on the model: interpreters side by side, each
+    with its own threads."""
 
-    Remote runners (Dataflow) start one SDK process per vCPU, so each gets one thread;
-    the launcher's own core count says nothing about the workers.
+    interpreters: int
+    threads: int
+
+
+def choose_layout(options: PipelineOptions, threads: int | None,
+                  interpreters: int | None) -> InferenceLayout:
+    """Share the cores between Beam's workers and the model's interpreters.
+
+    On the DirectRunner's threads (our default), each bundle thread gets its own
+    single-thread interpreter: they never wait for each other, and the cores stay busy
+    while one thread decodes or writes. With several processes, each gets an equal share
+    of the cores for one interpreter. Remote runners (Dataflow) start one SDK process per
+    vCPU, so each gets one thread; the launcher's own core count says nothing about them.
     """
-    if requested:
-        return requested
+    cores = os.cpu_count() or 1
     if options.view_as(StandardOptions).runner not in (None, "DirectRunner", "direct"):
-        return 1
+        return InferenceLayout(interpreters or 1, threads or 1)
     direct = options.view_as(DirectOptions)
-    processes = 1
+    workers = max(1, direct.direct_num_workers or 1)
     if direct.direct_running_mode == "multi_processing":
-        processes = max(1, direct.direct_num_workers or 1)
-    return max(1, (os.cpu_count() or 1) // processes)
+        return InferenceLayout(interpreters or 1, threads or max(1, cores // workers))
+    if direct.direct_running_mode == "multi_threading":
+        interpreters = interpreters or max(1, min(workers, cores // (threads or 1)))
+    else:
+        interpreters = interpreters or 1
+    return InferenceLayout(interpreters, threads or max(1, cores // interpreters))
 
 
 _KNOWN_NOISE = (
@@ -340,13 +359,15 @@ def _run(known, pipeline_args, save_main_session, test_pipeline) -> int:
     load_label_set(resolved.labels)
     check_output_writable(cfg.output)
     plan = plan_run(known.inputs, cfg)
-    threads = choose_threads(options, known.threads)
-    log.info("beam-seg: %d inputs to process, %d already done; model %s, %d inference threads",
-             len(plan.inputs), len(plan.skipped), resolved.name, threads)
+    layout = choose_layout(options, known.threads, known.interpreters)
+    log.info("beam-seg: %d inputs to process, %d already done; model %s, %d interpreter(s) "
+             "x %d thread(s) per process", len(plan.inputs), len(plan.skipped), resolved.name,
+             layout.interpreters, layout.threads)
     handler = DeepLabModelHandler(
-        cfg.model, cfg.labels, threads,
+        cfg.model, cfg.labels, layout.threads,
         {kind: InferenceSettings(cfg.resize_mode, tile_settings(known, kind)) for kind in ("image", "video")},
-        max_batch_size=known.batch_size, large_model=known.large_model, model_copies=known.model_copies)
+        batch_size=known.batch_size, large_model=known.large_model, model_copies=known.model_copies,
+        interpreters=layout.interpreters)
     result = None
     if plan.inputs:
         pipeline = test_pipeline or beam.Pipeline(options=options)

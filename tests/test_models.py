@@ -11,7 +11,7 @@ import pytest
 from beam_seg.images import decode_image
 from beam_seg.inference import segment_frames
 from beam_seg.labels import CITYSCAPES, parse_label_file
-from beam_seg.models import REGISTRY, ModelNotFoundError, load_label_set, load_model, resolve
+from beam_seg.models import DEFAULT_MODEL, REGISTRY, ModelNotFoundError, load_label_set, load_model, resolve
 
 from conftest import DATA, MODELS
 from tiny_models import build_frozen_graph, build_saved_model, expected_labels
@@ -20,7 +20,7 @@ STREET = DATA / "images" / "dashcam" / "vehicle_test1.jpg"
 
 
 def test_registry_name_resolves_through_the_offline_mirror():
-    resolved = resolve("cityscapes-edgetpu-slim")
+    resolved = resolve(DEFAULT_MODEL)
     expected = MODELS / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"
     assert Path(resolved.path).resolve() == expected.resolve()
     assert resolved.labels == "cityscapes"
@@ -100,3 +100,29 @@ def test_built_models_run_through_the_segment_command(tmp_path, kind):
     assert segment([STREET], out, "--model", str(model), "--labels", "cityscapes") == 0
     labels = label_maps(out)[f"labels/{naming.input_id(str(STREET))}/000000.png"]
     np.testing.assert_array_equal(labels, expected_labels(decode_image(STREET.read_bytes())))
+
+
+def test_interpreter_pool_gives_every_thread_its_own_frames_labels():
+    """Threads sharing one pooled TFLite model each get the labels of their own frames."""
+    import threading
+
+    resolved = resolve(DEFAULT_MODEL)
+    frames = [np.ascontiguousarray(np.roll(decode_image(STREET.read_bytes()), 97 * i, axis=1))
+              for i in range(6)]
+    expected = segment_frames(load_model(resolved, num_threads=1), frames)
+    pooled = load_model(resolved, num_threads=1, instances=2)
+    assert pooled.instances == 2
+    results: dict[int, np.ndarray] = {}
+
+    def work(index: int) -> None:
+        for _ in range(3):
+            results[index] = segment_frames(pooled, [frames[index]])[0]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(frames))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not np.array_equal(expected[0], expected[1])  # a mix-up between threads would show
+    for index, labels in enumerate(expected):
+        np.testing.assert_array_equal(results[index], labels, err_msg=f"frame {index}")

@@ -86,15 +86,22 @@ def test_image_outputs_and_overlay_blend(udacity_run):
     assert np.abs(overlay - expected).mean() < 4  # JPEG noise only
 
 
-def test_multi_processing_gives_the_same_label_maps(tmp_path):
+def test_worker_layouts_and_batch_sizes_give_the_same_label_maps(tmp_path):
+    """Threads with an interpreter each (default), processes, and one shared interpreter
+    with batches that leave a remainder all label every frame the same."""
     inputs = [AACHEN, DASHCAM / "vehicle_test2.jpg"]
-    assert segment(inputs, tmp_path / "single", "--segment-frames", "8") == 0
+    assert segment(inputs, tmp_path / "default", "--segment-frames", "8") == 0
     assert segment(inputs, tmp_path / "multi", "--segment-frames", "8",
                    "--direct_running_mode=multi_processing", "--direct_num_workers=2") == 0
-    single, multi = label_maps(tmp_path / "single"), label_maps(tmp_path / "multi")
-    assert len(single) == 31 and single.keys() == multi.keys()
-    for name in single:
-        np.testing.assert_array_equal(single[name], multi[name], err_msg=name)
+    assert segment(inputs, tmp_path / "shared", "--segment-frames", "8", "--interpreters", "1",
+                   "--threads", "2", "--batch-size", "3") == 0
+    default = label_maps(tmp_path / "default")
+    assert len(default) == 31
+    for other in ("multi", "shared"):
+        maps = label_maps(tmp_path / other)
+        assert maps.keys() == default.keys(), other
+        for name in default:
+            np.testing.assert_array_equal(default[name], maps[name], err_msg=f"{other}: {name}")
 
 
 def test_other_label_sets_and_options_run_through_the_same_command(tmp_path):

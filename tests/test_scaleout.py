@@ -83,3 +83,29 @@ def test_peak_memory_does_not_grow_with_video_length(tmp_path):
     print(f"peak RSS: short {short_kb / 1024:.0f} MiB, long {long_kb / 1024:.0f} MiB, "
           f"ratio {long_kb / short_kb:.3f}")
     assert long_kb <= 1.25 * short_kb
+
+
+def _layout(monkeypatch, cores: int, *args: str, threads=None, interpreters=None):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.segment import choose_layout, tune_direct_runner
+
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    options = PipelineOptions(list(args))
+    tune_direct_runner(options, list(args))
+    return choose_layout(options, threads, interpreters)
+
+
+def test_each_bundle_thread_gets_its_own_interpreter_and_cores_are_not_oversubscribed(monkeypatch):
+    default = _layout(monkeypatch, 8)
+    assert (default.interpreters, default.threads) == (8, 1)  # one per DirectRunner thread
+    fewer = _layout(monkeypatch, 8, threads=4)
+    assert (fewer.interpreters, fewer.threads) == (2, 4)
+    processes = _layout(monkeypatch, 8, "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    assert (processes.interpreters, processes.threads) == (1, 4)
+    in_memory = _layout(monkeypatch, 8, "--direct_running_mode=in_memory")
+    assert (in_memory.interpreters, in_memory.threads) == (1, 8)
+    dataflow = _layout(monkeypatch, 8, "--runner=DataflowRunner")
+    assert (dataflow.interpreters, dataflow.threads) == (1, 1)  # one SDK process per vCPU
+    chosen = _layout(monkeypatch, 8, interpreters=3, threads=2)
+    assert (chosen.interpreters, chosen.threads) == (3, 2)
