@@ -236,8 +236,8 @@ def _background(proc: subprocess.Popen) -> None:
 
 
 def _widen_pipe(stream, frame_bytes: int) -> None:
-    """Let a pipe hold up to a whole frame (Linux; 64 KiB by default), so ffmpeg writes a
-    frame in one go instead of waking us two dozen times per frame."""
+    """Let a pipe hold up to a whole frame (Linux; 64 KiB by default), so a frame passes
+    in one go instead of waking the reader and the writer a dozen times each."""
     try:
         import fcntl
         setpipe = fcntl.F_SETPIPE_SZ
@@ -311,6 +311,8 @@ class VideoWriter:
         self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _background(self._proc)
+        coded = (self.width + self.width % 2) * (self.height + self.height % 2)
+        _widen_pipe(self._proc.stdin, coded * 3 // 2)
         return self
 
     def write(self, frame: np.ndarray) -> None:
