@@ -58,3 +58,26 @@ def test_histogram_counts_every_id_exactly_even_past_float32_precision():
     big[0, 0] = 7
     hist = pixels.id_histogram(big)
     assert hist[0] == big.size - 1 and hist[7] == 1 and hist.dtype == np.int64
+
+
+@pytest.mark.parametrize("size", [(540, 960), (7, 5), (1, 1)])
+def test_label_png_is_a_valid_palette_png_with_exact_ids(size):
+    """Pillow reads the ids back as palette indices with the label colours; libpng (through
+    OpenCV, which checks every chunk's CRC and order) shows those colours."""
+    import io
+
+    import cv2
+
+    from beam_seg.render import label_png_bytes, read_label_png
+
+    rng = np.random.default_rng(1)
+    ids = np.repeat(rng.choice([0, 1, 13, 18, 255], size=(size[0], max(1, size[1] // 4))), 4, axis=1)
+    ids = np.ascontiguousarray(ids[:, :size[1]], np.uint8)
+    data = label_png_bytes(ids, CITYSCAPES)
+    image = Image.open(io.BytesIO(data))
+    assert image.mode == "P"
+    np.testing.assert_array_equal(np.asarray(image.getpalette(), np.uint8).reshape(-1, 3),
+                                  CITYSCAPES.palette)
+    np.testing.assert_array_equal(read_label_png(data), ids)
+    shown = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(shown[..., ::-1], CITYSCAPES.palette[ids])
