@@ -19,12 +19,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from apache_beam.options.pipeline_options import PipelineOptions
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,6 +37,7 @@ from beam_seg.inference import fit_to_input, labels_to_source, to_class_ids  # n
 from beam_seg.labels import CITYSCAPES  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_model, resolve  # noqa: E402
 from beam_seg.models.loaders import default_threads  # noqa: E402
+from pipelines.segment import InferenceLayout, choose_layout, tune_direct_runner  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
 UDACITY = SHARED / "data" / "videos" / "udacity_solidWhiteRight.mp4"
@@ -78,19 +81,46 @@ def first_frames(path: Path, count: int) -> list[np.ndarray]:
     return [f.copy() for f in video.decode_frames(str(path), info, seg)]
 
 
-def bare_model_rate(model, frames: list[np.ndarray]) -> float:
-    """Inferences per second on frames already decoded and resized: the model alone."""
+def bare_model_rate(model, frames: list[np.ndarray], callers: int = 1) -> float:
+    """Inferences per second on frames already decoded and resized: the model alone,
+    called from `callers` threads at once (one per interpreter of a pooled model)."""
     spec = model.input_spec
     inputs = [spec.encode(fit_to_input(f, spec)[0])[None] for f in frames]
     model.predict(inputs[0])
+
+    def infer_all() -> None:
+        for x in inputs:
+            model.predict(x)
+
+    threads = [threading.Thread(target=infer_all) for _ in range(callers)]
     start = time.perf_counter()
-    for x in inputs:
-        model.predict(x)
-    return len(inputs) / (time.perf_counter() - start)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return callers * len(inputs) / (time.perf_counter() - start)
+
+
+def record_bare_rates(runs: dict[str, list[float]], model, pooled, callers: int,
+                      frames: list[np.ndarray]) -> None:
+    """The model's best rate here, whichever way it runs: one interpreter on every core,
+    or the pipeline's interpreters side by side. Taken around every timed run: on a noisy
+    machine one reading can be far off, and the median of several brackets the runs."""
+    one = bare_model_rate(model, frames)
+    pool = bare_model_rate(pooled, frames, callers)
+    runs["bare_fps_one_interpreter"].append(one)
+    runs["bare_fps_pipeline_layout"].append(pool)
+    runs["bare_fps"].append(max(one, pool))
+
+
+def pipeline_layout() -> InferenceLayout:
+    """The interpreters and threads the pipeline picks by default on this machine."""
+    options = PipelineOptions([])
+    tune_direct_runner(options, [])
+    return choose_layout(options, None, None)
 
 
 def run_pipeline(clip: Path, out: Path, extra: list[str]) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
     result = subprocess.run([sys.executable, "-c", PIPELINE, str(clip), "--output", str(out), *extra],
                             cwd=ROOT, capture_output=True, text=True, check=False)
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -107,7 +137,6 @@ def sequential_loop(clip: Path, out: Path, model) -> float:
     """
     import imageio_ffmpeg
 
-    shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     start = time.perf_counter()
     reader = imageio_ffmpeg.read_frames(str(clip))
@@ -187,14 +216,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pipeline-args", default="", help="extra options for beam-seg segment")
     args = parser.parse_args(argv)
     threads = default_threads()
-    model = load_model(resolve(args.model), threads)
+    layout = pipeline_layout()
+    resolved = resolve(args.model)
+    model = load_model(resolved, threads)  # one interpreter on every core, as a plain loop has
+    pooled = load_model(resolved, layout.threads, layout.interpreters)  # the pipeline's own layout
     clips = prepare_clips(args.out / "clips")
+    # Every run writes to a fresh directory, all removed at the end: on ext4 without a
+    # journal, creating files right after deleting thousands scans past the recently
+    # freed inodes (~0.5 ms a frame here), a cost no user's first run into a new
+    # directory pays.
+    scratch = args.out / "scratch"
+    shutil.rmtree(scratch, ignore_errors=True)
     extra = ["--model", args.model, "--quality", "fast", "--overwrite", *args.pipeline_args.split()]
     results: dict = {
         "date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"{platform.python_implementation()} {platform.python_version()}",
-        "model": args.model, "inference_threads": threads, "repeats": args.repeats,
-        "command": "make bench", "clips": {},
+        "model": args.model, "one_interpreter_threads": threads,
+        "pipeline_layout": {"interpreters": layout.interpreters, "threads": layout.threads},
+        "repeats": args.repeats, "command": "make bench", "clips": {},
     }
     for name, (x1, x3) in clips.items():
         if name not in args.clips.split(","):
@@ -202,26 +241,27 @@ def main(argv: list[str] | None = None) -> int:
         n1, n3 = video.probe(str(x1)).frame_count, video.probe(str(x3)).frame_count
         frames = first_frames(x1, 40)
         runs: dict[str, list[float]] = {k: [] for k in (
-            "bare_fps", "pipeline_fps_marginal", "pipeline_fps_end_to_end", "sequential_fps_marginal",
+            "bare_fps", "bare_fps_one_interpreter", "bare_fps_pipeline_layout",
+            "pipeline_fps_marginal", "pipeline_fps_end_to_end", "sequential_fps_marginal",
             "peak_rss_mib_x1", "peak_rss_mib_x3")}
+
         stages = []
         for repeat in range(args.repeats):
             print(f"[{name}] repeat {repeat + 1}/{args.repeats}", file=sys.stderr, flush=True)
-            # The bare rate is taken around every timed run: on a noisy machine a single
-            # reading can be far off, and the median of several brackets the runs.
-            runs["bare_fps"].append(bare_model_rate(model, frames))
-            p1 = run_pipeline(x1, args.out / "run_x1", extra)
-            runs["bare_fps"].append(bare_model_rate(model, frames))
-            p3 = run_pipeline(x3, args.out / "run_x3", extra)
-            runs["bare_fps"].append(bare_model_rate(model, frames))
+            run_dir = scratch / f"{name}-{repeat}"
+            record_bare_rates(runs, model, pooled, layout.interpreters, frames)
+            p1 = run_pipeline(x1, run_dir / "pipeline_x1", extra)
+            record_bare_rates(runs, model, pooled, layout.interpreters, frames)
+            p3 = run_pipeline(x3, run_dir / "pipeline_x3", extra)
+            record_bare_rates(runs, model, pooled, layout.interpreters, frames)
             runs["pipeline_fps_marginal"].append((n3 - n1) / (p3["seconds"] - p1["seconds"]))
             runs["pipeline_fps_end_to_end"].append(n3 / p3["seconds"])
             runs["peak_rss_mib_x1"].append(p1["peak_rss_mib"])
             runs["peak_rss_mib_x3"].append(p3["peak_rss_mib"])
-            s1 = sequential_loop(x1, args.out / "seq_x1", model)
-            s3 = sequential_loop(x3, args.out / "seq_x3", model)
+            s1 = sequential_loop(x1, run_dir / "sequential_x1", model)
+            s3 = sequential_loop(x3, run_dir / "sequential_x3", model)
             runs["sequential_fps_marginal"].append((n3 - n1) / (s3 - s1))
-            runs["bare_fps"].append(bare_model_rate(model, frames))
+            record_bare_rates(runs, model, pooled, layout.interpreters, frames)
             stages.append(stage_times(model, frames[:20], x1))
         figures = {k: median(v) for k, v in runs.items()}
         figures["pipeline_vs_bare"] = round(figures["pipeline_fps_marginal"] / figures["bare_fps"], 3)
@@ -231,12 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         figures["stage_ms_per_frame"] = {k: median([s[k] for s in stages]) for k in stages[0]}
         figures["all_runs"] = {k: [round(x, 3) for x in v] for k, v in runs.items()}
         results["clips"][name] = figures
-        print(f"[{name}] bare {figures['bare_fps']:.1f}/s, "
+        print(f"[{name}] bare {figures['bare_fps']:.1f}/s (one interpreter "
+              f"{figures['bare_fps_one_interpreter']:.1f}, pipeline layout "
+              f"{figures['bare_fps_pipeline_layout']:.1f}), "
               f"pipeline {figures['pipeline_fps_marginal']:.1f}/s "
               f"({figures['pipeline_vs_bare']:.2f} of bare), "
               f"sequential {figures['sequential_fps_marginal']:.1f}/s "
               f"(x{figures['speedup_vs_sequential']:.2f}), peak RSS {figures['peak_rss_mib_x1']:.0f} -> "
               f"{figures['peak_rss_mib_x3']:.0f} MiB", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     out_json = args.out / "bench.json"
     out_json.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
