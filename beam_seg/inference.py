@@ -138,8 +138,8 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
     Beam loads one model per worker process through `Shared` and hands it to every
     DoFn thread; a TFLite model holds `interpreters` interpreters so that many threads
     infer side by side. Batches have a fixed size: every loader runs a batch one frame at
-    a time, so larger batches only hold more frames in memory, and a fixed size spares
-    BatchElements its timing regression (numpy's BLAS threads spin after every fit).
+    a time, so larger batches only hold more frames in memory, and with a fixed size
+    BatchElements fits no timings.
     For big models on many-process workers, `large_model=True` or `model_copies=N`
     makes Beam load N copies per machine instead of one per process.
     """
