@@ -86,6 +86,9 @@ class OutputLayout:
     def segment_video(self, iid: str, segment: int) -> str:
         return self._under("_work", iid, f"segment-{segment:05d}.mp4")
 
+    def segment_marker(self, iid: str, segment: int) -> str:
+        return self._under("_work", iid, f"segment-{segment:05d}.json")
+
     def video(self, iid: str) -> str:
         return self._under("videos", iid + ".mp4")
 

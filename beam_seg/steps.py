@@ -159,6 +159,53 @@ class SegmentEncoder:
         self._writer.abort()
 
 
+class UnitWriter:
+    """What one unit's frames leave behind once they are all written: the segment video,
+    the coverage file and, for a clean video segment, the marker a re-run reuses it by.
+
+    It lives in the write step, in the same fused stage as decoding, so a unit is complete
+    on storage as soon as its last planned frame is written (or, for a cut video, at the
+    end of the bundle), not only after the shuffle that follows the whole stage: a killed
+    run keeps every segment it finished.
+    """
+
+    def __init__(self, unit: WorkUnit, cfg: RunConfig, label_set: LabelSet, model_name: str):
+        self.unit, self.cfg, self.label_set, self.model_name = unit, cfg, label_set, model_name
+        self.planned = planned_frame_indices(unit.segment, cfg.every_nth_frame) if unit.segment else [0]
+        self.records: list[FrameRecord] = []
+        self.encoder = SegmentEncoder(unit, cfg) if unit.kind == "video" else None
+
+    @property
+    def last_frame(self) -> int:
+        return self.planned[-1]
+
+    def add(self, record: FrameRecord, overlay: np.ndarray) -> None:
+        self.records.append(record)
+        if self.encoder is not None:
+            self.encoder.add(record.frame_index, overlay)
+
+    def finish(self) -> list[ErrorRecord]:
+        """Close the video, write the coverage file, then the marker (the last write)."""
+        errors = []
+        encode_error = self.encoder.finish() if self.encoder is not None else None
+        if encode_error:
+            errors.append(encode_error)
+        try:
+            write_coverage(self.unit, self.records, self.cfg, self.label_set, self.model_name)
+        except Exception as exc:  # storage failures cost this unit its table rows, nothing else
+            errors.append(ErrorRecord(self.unit.source_uri, self.unit.input_id, "write",
+                                      f"coverage: {type(exc).__name__}: {exc}",
+                                      self.planned[0], self.planned[-1] + 1))
+        complete = [r.frame_index for r in self.records] == self.planned
+        if self.unit.kind == "video" and complete and not errors:
+            _write_segment_marker(self.unit, len(self.records), self.cfg)
+        return errors
+
+    def abort(self) -> None:
+        if self.encoder is not None:
+            self.encoder.abort()
+
+
 def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
                   label_set: LabelSet, model_name: str) -> list[dict]:
     layout = cfg.layout
@@ -182,28 +229,67 @@ def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
     return rows
 
 
-def finish_segment(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
-                   label_set: LabelSet, model_name: str) -> SegmentResult:
-    """Write the unit's coverage rows; a video segment's mp4 is already encoded (see
-    `SegmentEncoder`), so only check that it is there.
-
-    The coverage file is written last: its presence means the segment is complete.
-    """
-    layout = cfg.layout
-    records = sorted(records, key=lambda r: r.frame_index)
-    segment_uri = None
-    if unit.kind == "video" and records:
-        segment_uri = layout.segment_video(unit.input_id, unit.segment.index)
-        if not storage.exists(segment_uri):
-            segment_uri = None  # its encoder failed and reported why
+def write_coverage(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
+                   label_set: LabelSet, model_name: str) -> None:
+    """The unit's table rows as one Parquet file (none for a unit without frames)."""
     if records:
-        rows = coverage_rows(unit, records, cfg, label_set, model_name)
-        storage.write_bytes(layout.coverage(unit.input_id, unit.key[1]),
+        rows = coverage_rows(unit, sorted(records, key=lambda r: r.frame_index), cfg, label_set,
+                             model_name)
+        storage.write_bytes(cfg.layout.coverage(unit.input_id, unit.key[1]),
                             coverage.parquet_bytes(rows, label_set))
+
+
+def finish_segment(unit: WorkUnit, frames: int, cfg: RunConfig) -> SegmentResult:
+    """A unit whose frames are all written (see `UnitWriter`): find its segment video,
+    which is missing only when its encoder failed (and reported why)."""
+    segment_uri = None
+    if unit.kind == "video" and frames:
+        segment_uri = cfg.layout.segment_video(unit.input_id, unit.segment.index)
+        if not storage.exists(segment_uri):
+            segment_uri = None
     if unit.kind == "video":
         log.info("%s: segment %d/%d done (frames %d-%d)", unit.input_id, unit.segment.index + 1,
                  unit.segment_count, unit.segment.start, unit.segment.stop - 1)
-    return SegmentResult(unit, len(records), segment_uri)
+    return SegmentResult(unit, frames, segment_uri)
+
+
+def _segment_identity(unit: WorkUnit, cfg: RunConfig) -> dict:
+    seg = unit.segment
+    return {"fingerprint": cfg.fingerprint, "start": seg.start, "count": seg.count,
+            "segments": unit.segment_count}
+
+
+def _write_segment_marker(unit: WorkUnit, frames: int, cfg: RunConfig) -> None:
+    marker = {**_segment_identity(unit, cfg), "frames": frames}
+    storage.write_bytes(cfg.layout.segment_marker(unit.input_id, unit.segment.index),
+                        json.dumps(marker, sort_keys=True).encode())
+
+
+def resume_segment(unit: WorkUnit, cfg: RunConfig) -> SegmentResult | None:
+    """This video segment's result from an earlier run that did not finish its input, or
+    None when the segment has to be done (again).
+
+    Reused only when the earlier run had the same options (fingerprint) and the same cut
+    of the video, its marker says every planned frame was written without error, and its
+    mp4 and coverage file are still there. --overwrite never reuses anything.
+    """
+    if cfg.overwrite or unit.kind != "video":
+        return None
+    layout = cfg.layout
+    iid, index = unit.input_id, unit.segment.index
+    marker_uri = layout.segment_marker(iid, index)
+    if not storage.exists(marker_uri):
+        return None
+    try:
+        marker = json.loads(storage.read_bytes(marker_uri))
+    except ValueError:  # unreadable: redo the segment
+        return None
+    if any(marker.get(k) != v for k, v in _segment_identity(unit, cfg).items()):
+        return None
+    video_uri = layout.segment_video(iid, index)
+    if not (storage.exists(video_uri) and storage.exists(layout.coverage(iid, index))):
+        return None
+    return SegmentResult(unit, int(marker["frames"]), video_uri)
 
 
 def status_errors(status: UnitStatus) -> list[ErrorRecord]:

@@ -43,13 +43,20 @@ class _LabelSetDoFn(beam.DoFn):
 
 
 class DecodeUnit(beam.DoFn):
-    """Work unit -> (FrameKey, RGB frame) stream, plus a UnitStatus on the 'status' output."""
+    """Work unit -> (FrameKey, RGB frame) stream, plus a UnitStatus on the 'status' output;
+    a segment that an unfinished earlier run completed goes to 'resumed' instead."""
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.frames_decoded = Metrics.counter(NAMESPACE, "frames_decoded")
+        self.segments_resumed = Metrics.counter(NAMESPACE, "segments_resumed")
 
     def process(self, unit):
+        resumed = steps.resume_segment(unit, self.cfg)
+        if resumed is not None:
+            self.segments_resumed.inc()
+            yield beam.pvalue.TaggedOutput("resumed", resumed)
+            return
         for item in steps.decode_unit(unit, self.cfg):
             if isinstance(item, UnitStatus):
                 yield beam.pvalue.TaggedOutput("status", item)
@@ -59,17 +66,18 @@ class DecodeUnit(beam.DoFn):
 
 
 class WriteFrame(_LabelSetDoFn):
-    """(FrameKey, PredictionResult) -> label PNG + overlay written, and the overlay fed to
-    its segment's video encoder; FrameRecord out (encoder failures on 'errors')."""
+    """(FrameKey, PredictionResult) -> label PNG + overlay written, the overlay fed to its
+    segment's video encoder; at a unit's last frame its video, coverage file and marker
+    (see `steps.UnitWriter`). FrameRecord out; failures of a unit's files on 'errors'."""
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         self.frames_segmented = Metrics.counter(NAMESPACE, "frames_segmented")
         self.write_ms = Metrics.distribution(NAMESPACE, "frame_write_ms")
-        self._encoders: dict = {}
+        self._writers: dict = {}
 
     def start_bundle(self):
-        self._abort_encoders()  # left open by a bundle that failed
+        self._abort_writers()  # left open by a bundle that failed
 
     def process(self, element):
         key, result = element
@@ -77,54 +85,55 @@ class WriteFrame(_LabelSetDoFn):
         record, overlay = steps.write_frame_outputs(key, result.example.rgb, result.inference,
                                                     self.cfg, self.label_set)
         unit = key.unit
-        if unit.kind == "video":
-            encoder = self._encoders.get(unit.key)
-            if encoder is None:
-                encoder = self._encoders[unit.key] = steps.SegmentEncoder(unit, self.cfg)
-            encoder.add(key.frame_index, overlay)
-            if key.frame_index == encoder.last_frame:
-                error = self._encoders.pop(unit.key).finish()
-                if error:
-                    yield beam.pvalue.TaggedOutput("errors", error)
+        writer = self._writers.get(unit.key)
+        if writer is None:
+            writer = self._writers[unit.key] = steps.UnitWriter(unit, self.cfg, self.label_set,
+                                                                self.model_name)
+        writer.add(record, overlay)
+        if key.frame_index == writer.last_frame:
+            for error in self._writers.pop(unit.key).finish():
+                yield beam.pvalue.TaggedOutput("errors", error)
         self.write_ms.update(int((time.perf_counter() - start) * 1000))
         self.frames_segmented.inc()
         yield unit.key, record
 
     def finish_bundle(self):
-        """Segments whose last frame never came (truncated video, failed frames) end here."""
-        encoders, self._encoders = self._encoders, {}
-        for encoder in encoders.values():
-            error = encoder.finish()
-            if error:
+        """Units whose last frame never came (truncated video, failed frames) end here."""
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            for error in writer.finish():
                 yield beam.pvalue.TaggedOutput("errors", GlobalWindows.windowed_value(error))
 
     def teardown(self):
-        self._abort_encoders()
+        self._abort_writers()
 
-    def _abort_encoders(self):
-        encoders, self._encoders = self._encoders, {}
-        for encoder in encoders.values():
-            encoder.abort()
+    def _abort_writers(self):
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            writer.abort()
 
 
-class FinishSegment(_LabelSetDoFn):
-    """All frame records of a unit (+ its decode status) -> coverage file, segment video."""
+class FinishSegment(beam.DoFn):
+    """All frame records of a unit (+ its decode status) -> its SegmentResult, and error
+    records for frames that were not decoded or not written."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
 
     def process(self, element):
         _, grouped = element
         statuses = list(grouped["status"])
-        records = list(grouped["frames"])
+        frames = len(list(grouped["frames"]))
         if not statuses:
             return
         status = statuses[0]
-        result = steps.finish_segment(status.unit, records, self.cfg, self.label_set, self.model_name)
-        yield status.unit.input_id, result
+        yield status.unit.input_id, steps.finish_segment(status.unit, frames, self.cfg)
         for error in steps.status_errors(status):
             yield beam.pvalue.TaggedOutput("errors", error)
-        if status.error is None and len(records) < status.decoded:
+        if status.error is None and frames < status.decoded:
             yield beam.pvalue.TaggedOutput("errors", ErrorRecord(
                 status.unit.source_uri, status.unit.input_id, "write",
-                f"{status.decoded - len(records)} of {status.decoded} frames have no outputs"))
+                f"{status.decoded - frames} of {status.decoded} frames have no outputs"))
 
 
 class FinishInput(beam.DoFn):
@@ -178,7 +187,7 @@ class SegmentInputs(beam.PTransform):
             uris | "Plan" >> beam.FlatMap(steps.plan_units, cfg).with_exception_handling())
         units = planned | "SpreadUnits" >> beam.Reshuffle()
         decoded = units | "Decode" >> beam.ParDo(DecodeUnit(cfg)).with_outputs(
-            "status", main="frames").with_exception_handling(partial=True)
+            "status", "resumed", main="frames").with_exception_handling(partial=True)
         frames, statuses, decode_failed = decoded["frames"], decoded["status"], decoded["bad"]
         inferred, inference_failed = frames | "Segment" >> RunInference(
             KeyedModelHandler(self.handler)).with_exception_handling()
@@ -201,7 +210,11 @@ class SegmentInputs(beam.PTransform):
              finished["errors"])
             | "AllErrors" >> beam.Flatten()
             | "CountErrors" >> beam.ParDo(CountErrors()))
+        segments = (
+            (finished["segments"],
+             decoded["resumed"] | "KeyResumed" >> beam.Map(lambda r: (r.unit.input_id, r)))
+            | "AllSegments" >> beam.Flatten())
         return (
-            {"segments": finished["segments"], "errors": errors}
+            {"segments": segments, "errors": errors}
             | "GroupByInput" >> beam.CoGroupByKey()
             | "FinishInputs" >> beam.ParDo(FinishInput(cfg)))

@@ -31,6 +31,9 @@ class RunConfig:
     max_image_pixels: int = 80_000_000
     resize_mode: str = "stretch"
     overwrite: bool = False
+    # Digest of every option that shapes the outputs: a re-run only reuses the segments
+    # of an unfinished input that an earlier run made with the same one.
+    fingerprint: str = ""
 
     @property
     def layout(self) -> naming.OutputLayout:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import sys
@@ -24,7 +26,7 @@ from apache_beam.options.pipeline_options import (
     StandardOptions,
 )
 
-from beam_seg import naming, storage
+from beam_seg import __version__, naming, storage
 from beam_seg.inference import QUALITY_PRESETS, RESIZE_MODES, DeepLabModelHandler, InferenceSettings
 from beam_seg.models import DEFAULT_MODEL, ModelNotFoundError, load_label_set, resolve
 from beam_seg.tiling import TileSettings
@@ -297,6 +299,7 @@ def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
         "failed": failed,
         "frames_decoded": _counter(result, "frames_decoded"),
         "frames_segmented": frames,
+        "segments_resumed": _counter(result, "segments_resumed"),
         "error_records": _counter(result, "error_records"),
         "inference_ms_per_frame": round(latency_us / inferences / 1000, 1) if inferences else None,
         "wall_time_s": round(seconds, 1),
@@ -315,7 +318,9 @@ def print_summary(summary: dict, cfg: RunConfig, stream=sys.stdout) -> None:
         f"succeeded    {summary['succeeded']}",
         f"failed       {summary['failed']}"
         + (f"  -> error records in {storage.join(layout.root, 'errors')}" if summary["failed"] else ""),
-        f"frames       {summary['frames_segmented']} segmented ({summary['frames_decoded']} decoded)",
+        f"frames       {summary['frames_segmented']} segmented ({summary['frames_decoded']} decoded)"
+        + (f"; {summary['segments_resumed']} video segments kept from an unfinished earlier run"
+           if summary["segments_resumed"] else ""),
         f"wall time    {summary['wall_time_s']} s ({summary['frames_per_s']} frames/s)",
     ]
     if summary["inference_ms_per_frame"] is not None:
@@ -344,6 +349,19 @@ def run(argv: list[str] | None = None, save_main_session: bool = True,
         return EXIT_USAGE
 
 
+# The options that change what a frame's outputs look like; the others (threads, batch
+# size, …) only change how fast they are made.
+_OUTPUT_OPTIONS = ("model", "labels", "alpha", "overlay_format", "every_nth_frame", "segment_frames",
+                   "quality", "tile_scale", "tile_overlap", "tile_aspect", "flip", "resize_mode")
+
+
+def output_fingerprint(known: argparse.Namespace) -> str:
+    """A digest of this version and of every option that shapes the outputs."""
+    options = {name: getattr(known, name) for name in _OUTPUT_OPTIONS}
+    text = json.dumps({"beam_seg": __version__, **options}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _run(known, pipeline_args, save_main_session, test_pipeline) -> int:
     started = time.monotonic()
     options = PipelineOptions(pipeline_args)
@@ -354,7 +372,7 @@ def _run(known, pipeline_args, save_main_session, test_pipeline) -> int:
         alpha=known.alpha, overlay_format=known.overlay_format,
         every_nth_frame=known.every_nth_frame, segment_frames=known.segment_frames,
         max_image_pixels=known.max_image_pixels, resize_mode=known.resize_mode,
-        overwrite=known.overwrite)
+        overwrite=known.overwrite, fingerprint=output_fingerprint(known))
     resolved = resolve(cfg.model, cfg.labels)
     load_label_set(resolved.labels)
     check_output_writable(cfg.output)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from beam_seg import naming
-from beam_seg.video import ffmpeg_exe, probe
+from beam_seg.video import ffmpeg_exe, plan_segments, probe
 
 from conftest import DATA, ROOT, make_index_video
 from pipeline_helpers import coverage, label_maps, segment
@@ -142,6 +143,8 @@ def test_rerun_skips_finished_inputs_and_overwrite_redoes_them(tmp_path):
 
 
 def test_a_killed_run_resumes_to_complete_correct_outputs(tmp_path):
+    """A run killed mid-video keeps the segments it finished: the re-run leaves their files
+    alone, does the rest, and ends with the outputs of an uninterrupted run."""
     clip = make_index_video(tmp_path / "long clip.mp4", 120, width=320, height=192)
     image = DATA / "images" / "dashcam" / "vehicle_test2.jpg"
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
@@ -149,19 +152,51 @@ def test_a_killed_run_resumes_to_complete_correct_outputs(tmp_path):
 
     args = [*BEAM_SEG, "segment", str(clip), str(image), "--output", str(resumed), "--segment-frames", "10"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    labels_dir = resumed / "labels" / naming.input_id(str(clip))
+    iid = naming.input_id(str(clip))
+    work = resumed / "_work" / iid
     try:
-        _wait_for(lambda: len(list(labels_dir.glob("*.png"))) >= 20, proc)
+        _wait_for(lambda: any(work.glob("segment-*.json")), proc)
     finally:
         proc.kill()
         proc.wait()
-    assert not (resumed / "_done" / f"{naming.input_id(str(clip))}.json").exists()
+    assert not (resumed / "_done" / f"{iid}.json").exists()
+    finished = [int(p.stem.split("-")[1]) for p in work.glob("segment-*.json")]
+    kept = [resumed / "coverage" / iid / f"segment-{n:05d}.parquet" for n in finished]
+    kept += [resumed / "labels" / iid / f"{frame:06d}.png"
+             for n in finished for frame in range(10 * n, 10 * n + 10)]
+    before = {path: path.stat().st_mtime_ns for path in kept}
 
     assert segment([clip, image], resumed, "--segment-frames", "10") == 0
+    assert {path: path.stat().st_mtime_ns for path in kept} == before  # not redone
     assert label_maps(resumed).keys() == label_maps(reference).keys()
     for name, ids in label_maps(reference).items():
         np.testing.assert_array_equal(label_maps(resumed)[name], ids, err_msg=name)
     assert coverage(resumed) == coverage(reference)
+    assert probe(str(resumed / "videos" / f"{iid}.mp4")).frame_count == 120
+    assert not work.exists()  # segment videos and markers go once the input is done
+
+
+def test_a_segment_is_reused_only_when_its_options_cut_and_files_match(tmp_path):
+    from beam_seg.steps import _write_segment_marker, resume_segment
+    from beam_seg.units import RunConfig, WorkUnit
+
+    clip = make_index_video(tmp_path / "clip.mp4", 12)
+    info = probe(str(clip))
+    cfg = RunConfig(output=str(tmp_path / "out"), model="m", fingerprint="abc")
+    layout = cfg.layout
+    unit = WorkUnit(str(clip), "clip", "video", plan_segments(info, 5)[1], 3, info)
+    _write_segment_marker(unit, 5, cfg)
+    assert resume_segment(unit, cfg) is None  # no segment video or coverage file yet
+    for uri in (layout.segment_video("clip", 1), layout.coverage("clip", 1)):
+        Path(uri).parent.mkdir(parents=True, exist_ok=True)
+        Path(uri).write_bytes(b"x")
+    result = resume_segment(unit, cfg)
+    assert result is not None
+    assert (result.frames, result.segment_video) == (5, layout.segment_video("clip", 1))
+    assert resume_segment(unit, dataclasses.replace(cfg, fingerprint="other options")) is None
+    assert resume_segment(unit, dataclasses.replace(cfg, overwrite=True)) is None
+    recut = WorkUnit(str(clip), "clip", "video", plan_segments(info, 4)[1], 3, info)  # frames 4-7
+    assert resume_segment(recut, cfg) is None
 
 
 def _wait_for(condition, proc, timeout: float = 120.0) -> None:
