@@ -173,7 +173,11 @@ class UnitWriter:
         self.unit, self.cfg, self.label_set, self.model_name = unit, cfg, label_set, model_name
         self.planned = planned_frame_indices(unit.segment, cfg.every_nth_frame) if unit.segment else [0]
         self.records: list[FrameRecord] = []
-        self.encoder = SegmentEncoder(unit, cfg) if unit.kind == "video" else None
+        self.encoder = None
+        if unit.kind == "video":
+            # an earlier run's marker must not vouch for what this run writes
+            storage.delete(cfg.layout.segment_marker(unit.input_id, unit.segment.index))
+            self.encoder = SegmentEncoder(unit, cfg)
 
     @property
     def last_frame(self) -> int:
