@@ -126,3 +126,20 @@ def test_interpreter_pool_gives_every_thread_its_own_frames_labels():
     assert not np.array_equal(expected[0], expected[1])  # a mix-up between threads would show
     for index, labels in enumerate(expected):
         np.testing.assert_array_equal(results[index], labels, err_msg=f"frame {index}")
+
+
+def test_interpreter_pool_keeps_to_a_quarter_of_the_memory():
+    """ADE20K's float logits make each interpreter big (~1 GB of tensors): a request for
+    many is cut to what fits, never below one."""
+    from beam_seg.models.loaders import affordable_interpreters, memory_budget
+
+    gib = 1 << 30
+    assert affordable_interpreters(8, 40 << 20, 6 * gib) == 8
+    assert affordable_interpreters(8, gib, 6 * gib) == 6
+    assert affordable_interpreters(4, 10 * gib, 6 * gib) == 1
+    assert affordable_interpreters(4, gib, None) == 4
+    model = load_model(resolve("ade20k-mnv2"), num_threads=1, instances=64)
+    each = model.interpreter_bytes
+    assert each > 500 << 20
+    assert 1 <= model.instances < 64
+    assert model.instances == 1 or model.instances * each <= memory_budget()

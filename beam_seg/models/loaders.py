@@ -6,6 +6,7 @@ does it give class ids or logits) so pre- and post-processing never care about f
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from beam_seg.models.registry import ResolvedModel, extract_frozen_graph
+
+log = logging.getLogger("beam_seg")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,29 @@ def default_threads() -> int:
     return int(env) if env else max(1, os.cpu_count() or 1)
 
 
+def tensor_bytes(interpreter) -> int:
+    """The bytes of all an interpreter's tensors: an upper bound of its memory (its arena
+    reuses space between layers; measured about half of this for the registry models)."""
+    return sum(int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize
+               for t in interpreter.get_tensor_details() if len(t["shape"]))
+
+
+def memory_budget() -> int | None:
+    """A quarter of the machine's physical memory, for a pool of interpreters (None where
+    the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def affordable_interpreters(requested: int, per_interpreter: int, budget: int | None) -> int:
+    """How many of the `requested` interpreters fit the budget (always at least one)."""
+    if budget is None or per_interpreter <= 0:
+        return requested
+    return max(1, min(requested, budget // per_interpreter))
+
+
 class TFLiteModel(Model):
     """A TFLite model through ai_edge_litert: a pool of `instances` interpreters.
 
@@ -90,11 +116,22 @@ class TFLiteModel(Model):
             raise ValueError("a model needs at least one interpreter")
         self.name = name
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(instances):
+
+        def new_interpreter():
             interpreter = Interpreter(model_path=path, num_threads=num_threads or default_threads())
             interpreter.allocate_tensors()
             self._idle.put(interpreter)
-        self.instances = instances
+            return interpreter
+
+        interpreter = new_interpreter()
+        self.interpreter_bytes = tensor_bytes(interpreter)
+        self.instances = affordable_interpreters(instances, self.interpreter_bytes, memory_budget())
+        if self.instances < instances:
+            log.warning("%s: %d interpreters instead of %d: each may take up to %d MB, and the "
+                        "pool keeps to a quarter of this machine's memory", name, self.instances,
+                        instances, self.interpreter_bytes // 10**6)
+        for _ in range(self.instances - 1):
+            new_interpreter()
         inp = interpreter.get_input_details()[0]
         out = interpreter.get_output_details()[0]
         self._input_index, self._output_index = inp["index"], out["index"]
