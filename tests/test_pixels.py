@@ -35,6 +35,9 @@ def test_linear_resize_keeps_flat_colour_and_ramps():
 def test_colorize_is_a_palette_lookup():
     ids = np.random.default_rng(2).integers(0, 256, (37, 53), dtype=np.uint8)
     np.testing.assert_array_equal(pixels.colorize(ids, CITYSCAPES.palette), CITYSCAPES.palette[ids])
+    short = CITYSCAPES.palette[:19]  # a palette of only the classes: ids past it are black
+    expected = np.where((ids < 19)[..., None], short[np.minimum(ids, 18)], 0)
+    np.testing.assert_array_equal(pixels.colorize(ids, short), expected)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.5, 1.0])
