@@ -195,7 +195,7 @@ def tune_direct_runner(options: PipelineOptions, pipeline_args: list[str]) -> No
     """On the DirectRunner, run as many bundles as cores in threads unless told otherwise.
 
     One process keeps one model, with an interpreter per thread (`choose_layout`), so the
-    cores are never idle: every thread decodes, infers and writes its own frames
+    cores are hardly ever idle: every thread decodes, infers and writes its own frames
     (`make bench`: 0.82 of the bare model's rate on 2 cores). Beam's default runs one
     bundle at a time, so the model would wait for every decode and write.
     """
