@@ -105,8 +105,8 @@ class TFLiteModel(Model):
     single-thread interpreters side by side beat one interpreter using every core when
     other work shares the cores: XNNPACK's threads meet at a barrier after every layer, so
     a core lent to decoding or encoding stalls the whole call, while independent
-    interpreters never wait for each other (2 cores, `make bench`: 48.0 inferences/s for
-    two 1-thread interpreters, 44.8 for one 2-thread interpreter).
+    interpreters never wait for each other (2 cores, `make bench`: about 48 inferences/s
+    for two 1-thread interpreters, 42 to 46 for one 2-thread interpreter).
     """
 
     def __init__(self, path: str, name: str, num_threads: int | None = None, instances: int = 1):
