@@ -59,7 +59,7 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
     if unit.kind == "image":
         rgb = images.decode_image(storage.read_bytes(unit.source_uri), cfg.max_image_pixels)
         yield FrameKey(unit, 0, 0.0), FrameInput("image", rgb)
-        yield UnitStatus(unit, 1, 1)
+        yield UnitStatus(unit, 1, 1, frames_read=1)
         return
     seg = unit.segment
     wanted = set(planned_frame_indices(seg, cfg.every_nth_frame))
@@ -78,7 +78,7 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
         error = (f"decoding stopped after {decoded} of {seg.count} frames "
                  f"(frames {missing_from}..{seg.stop - 1} missing): truncated or corrupt")
     done = len([i for i in wanted if i < seg.start + decoded])
-    yield UnitStatus(unit, len(wanted), done, error, missing_from)
+    yield UnitStatus(unit, len(wanted), done, error, missing_from, frames_read=decoded)
 
 
 def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: RunConfig,

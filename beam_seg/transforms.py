@@ -59,9 +59,9 @@ class DecodeUnit(beam.DoFn):
             return
         for item in steps.decode_unit(unit, self.cfg):
             if isinstance(item, UnitStatus):
+                self.frames_decoded.inc(item.frames_read)
                 yield beam.pvalue.TaggedOutput("status", item)
             else:
-                self.frames_decoded.inc()
                 yield item
 
 

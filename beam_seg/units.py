@@ -89,6 +89,7 @@ class UnitStatus:
     decoded: int
     error: str | None = None
     missing_from: int | None = None  # first source frame that could not be decoded
+    frames_read: int = 0  # every frame the decoder gave, kept by --every-nth-frame or not
 
 
 @dataclass(frozen=True)

@@ -308,7 +308,8 @@ def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
     }
 
 
-def print_summary(summary: dict, cfg: RunConfig, stream=sys.stdout) -> None:
+def print_summary(summary: dict, cfg: RunConfig, stream=None) -> None:
+    """The end-of-run summary, to `stream` or whatever sys.stdout is at the time."""
     layout = cfg.layout
     lines = [
         "",
@@ -333,7 +334,7 @@ def print_summary(summary: dict, cfg: RunConfig, stream=sys.stdout) -> None:
         f"  coverage/  Parquet table, one row per frame: {layout.coverage_glob()}",
         "  videos/    segmented videos (H.264 mp4)",
     ]
-    print("\n".join(lines), file=stream)
+    print("\n".join(lines), file=stream or sys.stdout)
 
 
 def run(argv: list[str] | None = None, save_main_session: bool = True,

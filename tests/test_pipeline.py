@@ -117,9 +117,11 @@ def test_other_label_sets_and_options_run_through_the_same_command(tmp_path):
     np.testing.assert_array_equal(overlay, PASCAL.palette[ids])  # alpha 1: pure label colours
 
 
-def test_every_nth_frame(tmp_path):
+def test_every_nth_frame(tmp_path, capsys):
     assert segment([AACHEN], tmp_path, "--every-nth-frame", "4", "--segment-frames", "7") == 0
     rows = coverage(tmp_path)
     assert [r["frame_index"] for r in rows] == [0, 4, 8, 12, 16, 20, 24, 28]
+    source_frames = video.probe(str(AACHEN)).frame_count
+    assert f"8 segmented ({source_frames} decoded)" in capsys.readouterr().out
     info = video.probe(str(tmp_path / "videos" / f"{naming.input_id(str(AACHEN))}.mp4"))
     assert info.frame_count == 8 and info.fps == Fraction(17, 4)
