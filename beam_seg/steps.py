@@ -109,7 +109,6 @@ class SegmentEncoder:
     def __init__(self, unit: WorkUnit, cfg: RunConfig):
         self.unit = unit
         self.uri = cfg.layout.segment_video(unit.input_id, unit.segment.index)
-        self.last_frame = planned_frame_indices(unit.segment, cfg.every_nth_frame)[-1]
         self.error: str | None = None
         self._previous = -1
         self._tmp = tempfile.TemporaryDirectory(prefix="beam_seg_seg_")
