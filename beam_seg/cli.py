@@ -42,11 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "models":
         return models_main(rest)
     if command == "report":
-        from beam_seg.report import main as report_main
+        from beam_seg.analytics.report import main as report_main
 
         return report_main(rest)
     if command == "eval":
-        from beam_seg.evaluate import main as eval_main
+        from beam_seg.analytics.evaluate import main as eval_main
 
         return eval_main(rest)
     print(f"beam-seg: error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

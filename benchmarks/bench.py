@@ -32,10 +32,11 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from beam_seg import coverage, render, video  # noqa: E402
-from beam_seg.inference import fit_to_input, labels_to_source, to_class_ids  # noqa: E402
+from beam_seg.analytics import coverage  # noqa: E402
 from beam_seg.labels import CITYSCAPES  # noqa: E402
+from beam_seg.media import render, video  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_model, resolve  # noqa: E402
+from beam_seg.models.inference import fit_to_input, labels_to_source, to_class_ids  # noqa: E402
 from beam_seg.models.loaders import default_threads  # noqa: E402
 from pipelines.segment import InferenceLayout, choose_layout, tune_direct_runner  # noqa: E402
 

@@ -23,10 +23,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from beam_seg.evaluate import evaluate  # noqa: E402
-from beam_seg.inference import QUALITY_PRESETS, InferenceSettings, segment_frames  # noqa: E402
+from beam_seg.analytics.evaluate import evaluate  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve  # noqa: E402
-from beam_seg.tiling import plan_tiles  # noqa: E402
+from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, segment_frames  # noqa: E402
+from beam_seg.models.tiling import plan_tiles  # noqa: E402
 from pipelines.segment import run  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))

@@ -27,11 +27,11 @@ from apache_beam.options.pipeline_options import (
 )
 
 from beam_seg import __version__, naming, storage
-from beam_seg.inference import QUALITY_PRESETS, RESIZE_MODES, DeepLabModelHandler, InferenceSettings
 from beam_seg.models import DEFAULT_MODEL, ModelNotFoundError, load_label_set, resolve
-from beam_seg.tiling import TileSettings
-from beam_seg.transforms import NAMESPACE, SegmentInputs
-from beam_seg.units import RunConfig
+from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, DeepLabModelHandler, InferenceSettings
+from beam_seg.models.tiling import TileSettings
+from beam_seg.pipeline.records import RunConfig
+from beam_seg.pipeline.transforms import NAMESPACE, SegmentInputs
 
 log = logging.getLogger("beam_seg")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beam_seg.video import ffmpeg_exe
+from beam_seg.media.video import ffmpeg_exe
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared")).resolve()
@@ -64,7 +64,7 @@ def make_index_video(path: Path, frames: int, fps: str = "25", vfr: bool = False
 
 def decode_all(path: Path) -> list[np.ndarray]:
     """Every frame of a video, decoded in one plain pass (the reference for exactness)."""
-    from beam_seg import video
+    from beam_seg.media import video
 
     info = video.probe(str(path))
     seg = video.plan_segments(info, info.frame_count)[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-from beam_seg.render import read_label_png
+from beam_seg.media.render import read_label_png
 from pipelines.segment import run
 
 

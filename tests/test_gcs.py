@@ -15,10 +15,11 @@ import duckdb
 import numpy as np
 import pytest
 
-from beam_seg import naming, storage, video
-from beam_seg.images import decode_image
-from beam_seg.inference import segment_frames
+from beam_seg import naming, storage
+from beam_seg.media import video
+from beam_seg.media.images import decode_image
 from beam_seg.models import ModelNotFoundError, load_model, resolve
+from beam_seg.models.inference import segment_frames
 
 import gcs_emulator
 from conftest import DATA, MODELS

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_seg import naming, video
+from beam_seg import naming
 from beam_seg.labels import CITYSCAPES
+from beam_seg.media import video
 
 from conftest import DATA, decode_all
 from pipeline_helpers import coverage, label_maps, segment

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from beam_seg import pixels
 from beam_seg.labels import CITYSCAPES
+from beam_seg.media import pixels
 
 
 def test_nearest_upsampling_repeats_pixels_and_never_blends():
@@ -71,7 +71,7 @@ def test_label_png_is_a_valid_palette_png_with_exact_ids(size):
 
     import cv2
 
-    from beam_seg.render import label_png_bytes, read_label_png
+    from beam_seg.media.render import label_png_bytes, read_label_png
 
     rng = np.random.default_rng(1)
     ids = np.repeat(rng.choice([0, 1, 13, 18, 255], size=(size[0], max(1, size[1] // 4))), 4, axis=1)

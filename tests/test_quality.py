@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from beam_seg import naming
-from beam_seg.evaluate import evaluate
-from beam_seg.inference import QUALITY_PRESETS, InferenceSettings, segment_frames
+from beam_seg.analytics.evaluate import evaluate
 from beam_seg.models import load_model, resolve
+from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, segment_frames
 from beam_seg.models.loaders import InputSpec, Model
-from beam_seg.tiling import TilePlan, TileSettings, WindowMerger, plan_tiles
+from beam_seg.models.tiling import TilePlan, TileSettings, WindowMerger, plan_tiles
 
 from conftest import DATA, decode_all, make_index_video, read_index
 from pipeline_helpers import label_maps, segment

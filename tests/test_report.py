@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from beam_seg import cli, naming, report
-from beam_seg.coverage import schema_for
+from beam_seg import cli, naming
+from beam_seg.analytics import report
+from beam_seg.analytics.coverage import schema_for
 from beam_seg.labels import CITYSCAPES
 
 from conftest import DATA, ROOT
@@ -318,7 +319,7 @@ def gcs_bucket(monkeypatch):
 
 def test_report_and_eval_read_a_gcs_output(gcs_bucket, tmp_path):
     from beam_seg import storage
-    from beam_seg.evaluate import evaluate
+    from beam_seg.analytics.evaluate import evaluate
 
     local = tmp_path / "out"
     image = FRANKFURT_DIR / "frankfurt_000000_000294_leftImg8bit.png"

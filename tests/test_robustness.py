@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from beam_seg import naming
-from beam_seg.video import ffmpeg_exe, plan_segments, probe
+from beam_seg.media.video import ffmpeg_exe, plan_segments, probe
 
 from conftest import DATA, ROOT, make_index_video
 from pipeline_helpers import coverage, label_maps, segment
@@ -177,8 +177,8 @@ def test_a_killed_run_resumes_to_complete_correct_outputs(tmp_path):
 
 
 def test_a_segment_is_reused_only_when_its_options_cut_and_files_match(tmp_path):
-    from beam_seg.steps import _write_segment_marker, resume_segment
-    from beam_seg.units import RunConfig, WorkUnit
+    from beam_seg.pipeline.records import RunConfig, WorkUnit
+    from beam_seg.pipeline.steps import _write_segment_marker, resume_segment
 
     clip = make_index_video(tmp_path / "clip.mp4", 12)
     info = probe(str(clip))

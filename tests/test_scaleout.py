@@ -10,8 +10,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from beam_seg import naming, video
-from beam_seg.video import ffmpeg_exe
+from beam_seg import naming
+from beam_seg.media import video
+from beam_seg.media.video import ffmpeg_exe
 
 from conftest import DATA, ROOT, decode_all, make_index_video, read_index
 from pipeline_helpers import coverage, label_maps, segment

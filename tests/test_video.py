@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from beam_seg import video
+from beam_seg.media import video
 
 from conftest import DATA, decode_all, make_index_video, read_index
 

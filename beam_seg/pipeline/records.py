@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from beam_seg import naming
-from beam_seg.video import Segment, VideoInfo
+from beam_seg.media.video import Segment, VideoInfo
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from beam_seg import coverage, images, naming, render, storage, video
-from beam_seg.inference import FrameInput
+from beam_seg import naming, storage
+from beam_seg.analytics import coverage
 from beam_seg.labels import LabelSet
-from beam_seg.units import (
+from beam_seg.media import images, render, video
+from beam_seg.models.inference import FrameInput
+from beam_seg.pipeline.records import (
     ErrorRecord,
     FrameKey,
     FrameRecord,

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beam_seg.labels import LabelSet
-from beam_seg.pixels import id_histogram
+from beam_seg.media.pixels import id_histogram
 
 # Column -> (type, meaning). Documented in the README from this same table.
 BASE_COLUMNS: list[tuple[str, pa.DataType, str]] = [

@@ -14,10 +14,10 @@ from typing import Any, NamedTuple
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
+from beam_seg.media.pixels import resize_linear, resize_nearest
 from beam_seg.models import InputSpec, Model, load_label_set, load_model, resolve
 from beam_seg.models.loaders import ModelInfo
-from beam_seg.pixels import resize_linear, resize_nearest
-from beam_seg.tiling import TileSettings, WindowMerger, crop_windows, plan_tiles
+from beam_seg.models.tiling import TileSettings, WindowMerger, crop_windows, plan_tiles
 
 RESIZE_MODES = ("stretch", "pad")
 

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from beam_seg.labels import LabelSet
-from beam_seg.pixels import blend, colorize
+from beam_seg.media.pixels import blend, colorize
 
 # zlib level for PNG overlays: ~3x faster than Pillow's default 6, for a few % in size.
 PNG_COMPRESS_LEVEL = 1

@@ -25,7 +25,7 @@ from fractions import Fraction
 import imageio_ffmpeg
 import numpy as np
 
-from beam_seg.pixels import rgb_to_i420
+from beam_seg.media.pixels import rgb_to_i420
 
 
 class VideoError(RuntimeError):

@@ -19,10 +19,10 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.transforms.window import GlobalWindows
 
-from beam_seg import steps
-from beam_seg.inference import DeepLabModelHandler
 from beam_seg.models import load_label_set, resolve
-from beam_seg.units import ErrorRecord, RunConfig, UnitStatus, error_from_exception
+from beam_seg.models.inference import DeepLabModelHandler
+from beam_seg.pipeline import steps
+from beam_seg.pipeline.records import ErrorRecord, RunConfig, UnitStatus, error_from_exception
 
 NAMESPACE = "beam_seg"
 

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from beam_seg.coverage import FRACTION_PREFIX, IGNORE_COLUMN
+from beam_seg.analytics.coverage import FRACTION_PREFIX, IGNORE_COLUMN
 from beam_seg.labels import BUILTIN, CITYSCAPES, LabelSet, voc_colormap
 
 TIME_BUCKETS = 300  # points per coverage-over-time plot, however long the video

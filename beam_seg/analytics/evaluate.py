@@ -33,10 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from beam_seg.labels import CITYSCAPES_ID_TO_TRAINID, IGNORE_ID, LabelSet
-from beam_seg.pixels import resize_nearest
-from beam_seg.render import read_label_png
-from beam_seg.report import (
+from beam_seg.analytics.report import (
     ArgumentParser,
     Coverage,
     UsageError,
@@ -48,6 +45,9 @@ from beam_seg.report import (
     run_command,
     write_bytes,
 )
+from beam_seg.labels import CITYSCAPES_ID_TO_TRAINID, IGNORE_ID, LabelSet
+from beam_seg.media.pixels import resize_nearest
+from beam_seg.media.render import read_label_png
 
 CITYSCAPES_FRAME = re.compile(r"[a-z]+_\d{6}_\d{6}")
 TRAINIDS_SUFFIX = "_gtFine_labelTrainIds.png"
