@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "segment":
-        from pipelines.segment import run
+        from beam_seg.job.launch import run
 
         return run(rest, save_main_session=False)
     if command == "models":

@@ -33,12 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from beam_seg.analytics import coverage  # noqa: E402
+from beam_seg.job.runner import InferenceLayout, choose_layout, tune_direct_runner  # noqa: E402
 from beam_seg.labels import CITYSCAPES  # noqa: E402
 from beam_seg.media import render, video  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_model, resolve  # noqa: E402
 from beam_seg.models.inference import fit_to_input, labels_to_source, to_class_ids  # noqa: E402
 from beam_seg.models.loaders import default_threads  # noqa: E402
-from pipelines.segment import InferenceLayout, choose_layout, tune_direct_runner  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
 UDACITY = SHARED / "data" / "videos" / "udacity_solidWhiteRight.mp4"

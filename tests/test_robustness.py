@@ -177,15 +177,16 @@ def test_a_killed_run_resumes_to_complete_correct_outputs(tmp_path):
 
 
 def test_a_segment_is_reused_only_when_its_options_cut_and_files_match(tmp_path):
-    from beam_seg.pipeline.records import RunConfig, WorkUnit
-    from beam_seg.pipeline.steps import _write_segment_marker, resume_segment
+    from beam_seg.config import RunConfig
+    from beam_seg.pipeline.markers import resume_segment, write_segment_marker
+    from beam_seg.pipeline.records import WorkUnit
 
     clip = make_index_video(tmp_path / "clip.mp4", 12)
     info = probe(str(clip))
-    cfg = RunConfig(output=str(tmp_path / "out"), model="m", fingerprint="abc")
+    cfg = RunConfig(output=str(tmp_path / "out"), model="m")
     layout = cfg.layout
     unit = WorkUnit(str(clip), "clip", "video", plan_segments(info, 5)[1], 3, info)
-    _write_segment_marker(unit, 5, cfg)
+    write_segment_marker(unit, 5, cfg)
     assert resume_segment(unit, cfg) is None  # no segment video or coverage file yet
     for uri in (layout.segment_video("clip", 1), layout.coverage("clip", 1)):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
@@ -193,7 +194,7 @@ def test_a_segment_is_reused_only_when_its_options_cut_and_files_match(tmp_path)
     result = resume_segment(unit, cfg)
     assert result is not None
     assert (result.frames, result.segment_video) == (5, layout.segment_video("clip", 1))
-    assert resume_segment(unit, dataclasses.replace(cfg, fingerprint="other options")) is None
+    assert resume_segment(unit, dataclasses.replace(cfg, alpha=0.7))  # other options is None
     assert resume_segment(unit, dataclasses.replace(cfg, overwrite=True)) is None
     recut = WorkUnit(str(clip), "clip", "video", plan_segments(info, 4)[1], 3, info)  # frames 4-7
     assert resume_segment(recut, cfg) is None

@@ -89,7 +89,7 @@ def test_peak_memory_does_not_grow_with_video_length(tmp_path):
 def _layout(monkeypatch, cores: int, *args: str, threads=None, interpreters=None):
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.segment import choose_layout, tune_direct_runner
+    from beam_seg.job.runner import choose_layout, tune_direct_runner
 
     monkeypatch.setattr("os.cpu_count", lambda: cores)
     options = PipelineOptions(list(args))

@@ -1,7 +1,7 @@
 """The small records that flow between pipeline steps, and the pure functions that make them.
 
-Pixels only travel inside one fused stage (decode -> inference -> write); everything that
-crosses a shuffle is one of these records: paths, counts and table rows.
+Pixels only travel inside one fused stage (decode -> inference -> write); what crosses the
+one shuffle after it is one of these per unit (UnitStatus, UnitWritten) and ErrorRecords.
 """
 
 from __future__ import annotations
@@ -15,29 +15,6 @@ import numpy as np
 
 from beam_seg import naming
 from beam_seg.media.video import Segment, VideoInfo
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a worker needs to know about the run, fixed at launch."""
-
-    output: str
-    model: str
-    labels: str | None = None
-    alpha: float = 0.5
-    overlay_format: str = "jpg"
-    every_nth_frame: int = 1
-    segment_frames: int = 150
-    max_image_pixels: int = 80_000_000
-    resize_mode: str = "stretch"
-    overwrite: bool = False
-    # Digest of every option that shapes the outputs: a re-run only reuses the segments
-    # of an unfinished input that an earlier run made with the same one.
-    fingerprint: str = ""
-
-    @property
-    def layout(self) -> naming.OutputLayout:
-        return naming.OutputLayout(self.output)
 
 
 @dataclass(frozen=True)
@@ -69,8 +46,8 @@ class FrameKey:
 class FrameRecord:
     """What is left of a frame once its files are written: a few hundred bytes, no pixels.
 
-    The table row is built from it when the segment finishes, so what crosses the shuffle
-    per frame stays small however long the video is.
+    The unit's writer keeps these until the unit's last frame, then writes them as the
+    unit's coverage file; they never cross a shuffle.
     """
 
     frame_index: int
@@ -93,12 +70,15 @@ class UnitStatus:
 
 
 @dataclass(frozen=True)
-class SegmentResult:
-    """A finished unit: its frames, and for videos the segment file to concatenate."""
+class UnitWritten:
+    """A unit whose frames are through the write step: how many frames have all their
+    outputs, and for a video the segment mp4 when its encoder succeeded. `resumed` marks a
+    segment that an unfinished earlier run had already completed."""
 
     unit: WorkUnit
     frames: int
     segment_video: str | None = None
+    resumed: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,7 +106,7 @@ def _find_unit(obj, depth: int = 3) -> WorkUnit | None:
     """The WorkUnit inside whatever element a step failed on (keys, groups, results)."""
     if isinstance(obj, WorkUnit):
         return obj
-    if isinstance(obj, FrameKey | UnitStatus | SegmentResult):
+    if isinstance(obj, FrameKey | UnitStatus | UnitWritten):
         return obj.unit
     if depth > 0:
         children = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, tuple | list) else ()

@@ -1,11 +1,11 @@
-"""The pipeline as composite PTransforms, one per step of the data flow (see DESIGN.md).
+"""The pipeline, wired from the steps' plain functions (decode, write, finish, markers).
 
-    uris -> Plan -> Reshuffle -> Decode -> RunInference -> WriteFrames
-         -> (group by segment) FinishSegments -> (group by input) FinishInputs
+    uris -> Plan -> Reshuffle -> Decode -> RunInference -> WriteFrames (+ unit files)
+         -> (one group by input: unit statuses, units written, errors) -> FinishInputs
     every step's failures -> ErrorRecords -> joined into FinishInputs -> errors/<id>.jsonl
 
-Pixels stay inside the fused Decode -> RunInference -> WriteFrames stage; only paths,
-counts and table rows cross a shuffle.
+Pixels stay inside the fused Decode -> RunInference -> WriteFrames stage; what crosses the
+one shuffle after it is a status and a result per unit, and error records.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.transforms.window import GlobalWindows
 
+from beam_seg.config import RunConfig
 from beam_seg.models import load_label_set, resolve
 from beam_seg.models.inference import DeepLabModelHandler
-from beam_seg.pipeline import steps
-from beam_seg.pipeline.records import ErrorRecord, RunConfig, UnitStatus, error_from_exception
+from beam_seg.pipeline import decode, finish, markers, write
+from beam_seg.pipeline.records import ErrorRecord, UnitStatus, error_from_exception
 
 NAMESPACE = "beam_seg"
 
@@ -52,12 +53,12 @@ class DecodeUnit(beam.DoFn):
         self.segments_resumed = Metrics.counter(NAMESPACE, "segments_resumed")
 
     def process(self, unit):
-        resumed = steps.resume_segment(unit, self.cfg)
+        resumed = markers.resume_segment(unit, self.cfg)
         if resumed is not None:
             self.segments_resumed.inc()
             yield beam.pvalue.TaggedOutput("resumed", resumed)
             return
-        for item in steps.decode_unit(unit, self.cfg):
+        for item in decode.decode_unit(unit, self.cfg):
             if isinstance(item, UnitStatus):
                 self.frames_decoded.inc(item.frames_read)
                 yield beam.pvalue.TaggedOutput("status", item)
@@ -68,7 +69,7 @@ class DecodeUnit(beam.DoFn):
 class WriteFrame(_LabelSetDoFn):
     """(FrameKey, PredictionResult) -> label PNG + overlay written, the overlay fed to its
     segment's video encoder; at a unit's last frame its video, coverage file and marker
-    (see `steps.UnitWriter`). FrameRecord out; failures of a unit's files on 'errors'."""
+    (see `write.UnitWriter`), and one UnitWritten out. Failures of a unit's files on 'errors'."""
 
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
@@ -82,27 +83,30 @@ class WriteFrame(_LabelSetDoFn):
     def process(self, element):
         key, result = element
         start = time.perf_counter()
-        record, overlay = steps.write_frame_outputs(key, result.example.rgb, result.inference,
+        record, overlay = write.write_frame_outputs(key, result.example.rgb, result.inference,
                                                     self.cfg, self.label_set)
         unit = key.unit
         writer = self._writers.get(unit.key)
         if writer is None:
-            writer = self._writers[unit.key] = steps.UnitWriter(unit, self.cfg, self.label_set,
+            writer = self._writers[unit.key] = write.UnitWriter(unit, self.cfg, self.label_set,
                                                                 self.model_name)
         writer.add(record, overlay)
-        if key.frame_index == writer.last_frame:
-            for error in self._writers.pop(unit.key).finish():
-                yield beam.pvalue.TaggedOutput("errors", error)
         self.write_ms.update(int((time.perf_counter() - start) * 1000))
         self.frames_segmented.inc()
-        yield unit.key, record
+        if key.frame_index == writer.last_frame:
+            written, errors = self._writers.pop(unit.key).finish()
+            for error in errors:
+                yield beam.pvalue.TaggedOutput("errors", error)
+            yield written
 
     def finish_bundle(self):
         """Units whose last frame never came (truncated video, failed frames) end here."""
         writers, self._writers = self._writers, {}
         for writer in writers.values():
-            for error in writer.finish():
+            written, errors = writer.finish()
+            for error in errors:
                 yield beam.pvalue.TaggedOutput("errors", GlobalWindows.windowed_value(error))
+            yield GlobalWindows.windowed_value(written)
 
     def teardown(self):
         self._abort_writers()
@@ -113,30 +117,9 @@ class WriteFrame(_LabelSetDoFn):
             writer.abort()
 
 
-class FinishSegment(beam.DoFn):
-    """All frame records of a unit (+ its decode status) -> its SegmentResult, and error
-    records for frames that were not decoded or not written."""
-
-    def __init__(self, cfg: RunConfig):
-        self.cfg = cfg
-
-    def process(self, element):
-        _, grouped = element
-        statuses = list(grouped["status"])
-        frames = len(list(grouped["frames"]))
-        if not statuses:
-            return
-        status = statuses[0]
-        yield status.unit.input_id, steps.finish_segment(status.unit, frames, self.cfg)
-        for error in steps.status_errors(status):
-            yield beam.pvalue.TaggedOutput("errors", error)
-        if status.error is None and frames < status.decoded:
-            yield beam.pvalue.TaggedOutput("errors", ErrorRecord(
-                status.unit.source_uri, status.unit.input_id, "write",
-                f"{status.decoded - frames} of {status.decoded} frames have no outputs"))
-
-
 class FinishInput(beam.DoFn):
+    """One input's units and errors, grouped -> its video, error records and done marker."""
+
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.inputs_done = Metrics.counter(NAMESPACE, "inputs_succeeded")
@@ -144,8 +127,9 @@ class FinishInput(beam.DoFn):
 
     def process(self, element):
         input_id, grouped = element
-        summary = steps.finish_input(input_id, list(grouped["segments"]), list(grouped["errors"]),
-                                     self.cfg)
+        state = finish.InputState(input_id, list(grouped["status"]), list(grouped["written"]),
+                                  list(grouped["errors"]))
+        summary = finish.finish_input(state, self.cfg)
         (self.inputs_failed if summary["errors"] else self.inputs_done).inc()
         yield summary
 
@@ -173,6 +157,10 @@ class CountErrors(beam.DoFn):
         yield error.input_id, error
 
 
+def _by_input(record) -> tuple[str, object]:
+    return record.unit.input_id, record
+
+
 class SegmentInputs(beam.PTransform):
     """Input URIs -> per-input summaries, with every output written under cfg.output."""
 
@@ -184,37 +172,29 @@ class SegmentInputs(beam.PTransform):
     def expand(self, uris):
         cfg = self.cfg
         planned, plan_failed = (
-            uris | "Plan" >> beam.FlatMap(steps.plan_units, cfg).with_exception_handling())
+            uris | "Plan" >> beam.FlatMap(decode.plan_units, cfg).with_exception_handling())
         units = planned | "SpreadUnits" >> beam.Reshuffle()
         decoded = units | "Decode" >> beam.ParDo(DecodeUnit(cfg)).with_outputs(
             "status", "resumed", main="frames").with_exception_handling(partial=True)
-        frames, statuses, decode_failed = decoded["frames"], decoded["status"], decoded["bad"]
-        inferred, inference_failed = frames | "Segment" >> RunInference(
+        inferred, inference_failed = decoded["frames"] | "Segment" >> RunInference(
             KeyedModelHandler(self.handler)).with_exception_handling()
         written = inferred | "WriteFrames" >> beam.ParDo(WriteFrame(cfg)).with_outputs(
-            "errors", main="records").with_exception_handling()
-        records, write_failed = written["records"], written["bad"]
-        finished = (
-            {"frames": records, "status": statuses | "KeyStatus" >> beam.Map(lambda s: (s.unit.key, s))}
-            | "GroupBySegment" >> beam.CoGroupByKey()
-            | "FinishSegments" >> beam.ParDo(FinishSegment(cfg)).with_outputs(
-                "errors", main="segments").with_exception_handling())
+            "errors", main="written").with_exception_handling()
         errors = (
             (plan_failed | "PlanErrors" >> _dead_letters("plan"),
-             decode_failed | "DecodeErrors" >> _dead_letters("decode"),
+             decoded["bad"] | "DecodeErrors" >> _dead_letters("decode"),
              inference_failed.failed_inferences
              | "InferenceErrors" >> beam.FlatMap(_inference_dead_letters),
-             write_failed | "WriteErrors" >> _dead_letters("write"),
-             written["errors"],
-             finished["bad"] | "SegmentErrors" >> _dead_letters("finish_segment"),
-             finished["errors"])
+             written["bad"] | "WriteErrors" >> _dead_letters("write"),
+             written["errors"])
             | "AllErrors" >> beam.Flatten()
             | "CountErrors" >> beam.ParDo(CountErrors()))
-        segments = (
-            (finished["segments"],
-             decoded["resumed"] | "KeyResumed" >> beam.Map(lambda r: (r.unit.input_id, r)))
-            | "AllSegments" >> beam.Flatten())
+        units_written = (
+            (written["written"], decoded["resumed"]) | "AllWritten" >> beam.Flatten()
+            | "KeyWritten" >> beam.Map(_by_input))
         return (
-            {"segments": segments, "errors": errors}
+            {"status": decoded["status"] | "KeyStatus" >> beam.Map(_by_input),
+             "written": units_written,
+             "errors": errors}
             | "GroupByInput" >> beam.CoGroupByKey()
             | "FinishInputs" >> beam.ParDo(FinishInput(cfg)))

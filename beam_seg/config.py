@@ -1,0 +1,186 @@
+"""Every option of a `segment` run in one place: its flag, default, help, and whether it
+shapes the outputs.
+
+The command line parser is generated from `RunConfig`'s fields, and the resume digest is
+computed from the fields marked `shapes_output`, so an option can never be added to one and
+forgotten in the other: a re-run only reuses outputs made with the same output-shaping
+options. A field without that mark fails `option()`'s signature and a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from beam_seg import __version__, naming
+from beam_seg.models import DEFAULT_MODEL
+from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
+from beam_seg.models.tiling import TileSettings
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or a positive integer")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 0.9:
+        raise argparse.ArgumentTypeError("must be between 0 and 0.9")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def option(default: Any, help: str, *, shapes_output: bool, **argparse_kwargs: Any) -> Any:
+    """A RunConfig field that is also a command-line option.
+
+    `shapes_output` is required: True when a different value can change any output byte
+    (then it enters the resume digest), False when it only changes speed or bookkeeping.
+    """
+    metadata = {"help": help, "shapes_output": shapes_output, "argparse": argparse_kwargs}
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A segment run's options, fixed at launch and shipped to every worker."""
+
+    output: str = option(None, "output root directory or URI (local, gs://, s3://)",
+                         shapes_output=False, metavar="OUT", required=True)
+    model: str = option(DEFAULT_MODEL, "registry name (see `beam-seg models`) or a .tflite / "
+                        "SavedModel / frozen-graph path or URI", shapes_output=True)
+    labels: str | None = option(None, "label set of a model outside the registry: "
+                                "cityscapes|pascal|ade20k|FILE (default: the model's)",
+                                shapes_output=True)
+    alpha: float = option(0.5, "overlay opacity, 0 (frame only) .. 1 (label colours only)",
+                          shapes_output=True, type=unit_interval)
+    overlay_format: str = option("jpg", "overlay image format", shapes_output=True,
+                                 choices=("jpg", "png"))
+    every_nth_frame: int = option(1, "process frames 0, N, 2N, ... of each video",
+                                  shapes_output=True, type=positive_int, metavar="N")
+    segment_frames: int = option(150, "frames per video work unit spread over workers",
+                                 shapes_output=True, type=positive_int, metavar="N")
+    quality: str | None = option(None, "fast: one pass; balanced: a few overlapping windows; "
+                                 "high: more windows at a higher scale (default: balanced for "
+                                 "videos, high for images)", shapes_output=True,
+                                 choices=tuple(QUALITY_PRESETS))
+    tile_scale: float | None = option(None, "sliding windows: working height in model-input "
+                                      "heights (default: the preset's)", shapes_output=True,
+                                      type=positive_float, metavar="S")
+    tile_overlap: float | None = option(None, "sliding windows: least overlap of neighbours, "
+                                        "0..0.9 of a window (default: the preset's)",
+                                        shapes_output=True, type=fraction, metavar="F")
+    tile_aspect: float | None = option(None, "sliding windows: horizontal stretch of the working "
+                                       "frame (default: the preset's)", shapes_output=True,
+                                       type=positive_float, metavar="A")
+    flip: bool = option(False, "also segment each window mirrored and merge both (2x the cost)",
+                        shapes_output=True, action="store_true")
+    resize_mode: str = option("stretch", "single pass (--quality fast): fit frames by stretching "
+                              "or by padding", shapes_output=True, choices=RESIZE_MODES)
+    max_image_pixels: int = option(80_000_000, "refuse images and video frames with more pixels "
+                                   "than this (decompression-bomb guard)", shapes_output=False,
+                                   type=positive_int)
+    batch_size: int = option(1, "frames per inference batch", shapes_output=False,
+                             type=positive_int)
+    threads: int | None = option(None, "threads per TFLite interpreter (default: the worker's "
+                                 "cores / interpreters)", shapes_output=False, type=positive_int)
+    interpreters: int | None = option(None, "TFLite interpreters per worker process, inferring "
+                                      "side by side (default: one per DirectRunner thread, else 1)",
+                                      shapes_output=False, type=positive_int)
+    large_model: bool = option(False, "load one model per machine instead of per process "
+                               "(Beam large_model)", shapes_output=False, action="store_true")
+    model_copies: int | None = option(None, "exact model copies per machine (Beam model_copies)",
+                                      shapes_output=False, type=positive_int)
+    overwrite: bool = option(False, "redo inputs that an earlier run into OUT finished, and "
+                             "replace outputs made with other options", shapes_output=False,
+                             action="store_true")
+    verbose: bool = option(False, "also show Beam's own log lines and the files a folder scan "
+                           "skipped", shapes_output=False, action="store_true")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunConfig:
+        from beam_seg import storage
+
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+        values["output"] = storage.absolute(values["output"])
+        return cls(**values)
+
+    @property
+    def layout(self) -> naming.OutputLayout:
+        return naming.OutputLayout(self.output)
+
+    def output_options(self) -> dict[str, Any]:
+        """The options that shape outputs, by name (what the digest is made of)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata["shapes_output"]}
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Digest of this version and every output-shaping option: a re-run reuses a finished
+        input or segment only when the run that made it had the same one."""
+        text = json.dumps({"beam_seg": __version__, **self.output_options()}, sort_keys=True,
+                          default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def preset(self, kind: str) -> str:
+        return self.quality or ("high" if kind == "image" else "balanced")
+
+    def tile_settings(self, kind: str) -> TileSettings | None:
+        """The preset for this input kind, with any fine knob from the command line on top."""
+        tiles = QUALITY_PRESETS[self.preset(kind)]
+        knobs = {name: value for name, value in (
+            ("scale", self.tile_scale), ("overlap", self.tile_overlap),
+            ("aspect", self.tile_aspect), ("flip", self.flip or None)) if value is not None}
+        if knobs:
+            tiles = dataclasses.replace(tiles or TileSettings(), **knobs)
+        return tiles
+
+    def inference_settings(self) -> dict[str, InferenceSettings]:
+        return {kind: InferenceSettings(self.resize_mode, self.tile_settings(kind))
+                for kind in ("image", "video")}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """One `--flag` per RunConfig field, with its default shown in the help."""
+    for f in dataclasses.fields(RunConfig):
+        meta = f.metadata
+        kwargs = dict(meta["argparse"])
+        help_text = meta["help"]
+        if f.default not in (None, False) and not kwargs.get("required"):
+            help_text += f" (default: {f.default})"
+        parser.add_argument(flag(f.name), dest=f.name, default=f.default, help=help_text, **kwargs)
+
+
+def option_names() -> list[str]:
+    return [flag(f.name) for f in dataclasses.fields(RunConfig)]

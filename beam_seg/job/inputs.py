@@ -1,0 +1,138 @@
+"""Input discovery and the run's plan: which inputs to do, which are done, which were
+done with other options."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from beam_seg import naming, storage
+from beam_seg.config import RunConfig
+from beam_seg.job.exits import UsageError
+
+
+@dataclass
+class Discovered:
+    """What the input arguments expand to: media files, and files a folder scan passed over."""
+
+    inputs: list[str]
+    ignored: list[str] = field(default_factory=list)  # unsupported extension in a folder scan
+
+
+@dataclass
+class Plan:
+    """What the launcher decided before the pipeline starts."""
+
+    inputs: list[str]
+    skipped: list[str] = field(default_factory=list)  # finished by an earlier run, same options
+    ignored: list[str] = field(default_factory=list)
+
+
+def _has_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _walk_media(folder: str, found: set[str], ignored: set[str]) -> None:
+    """Media files under a local folder; symlinked folders are followed once each (a link
+    back up the tree cannot loop)."""
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        stat = os.stat(root)
+        if (stat.st_dev, stat.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
+        dirs.sort()
+        for name in files:
+            path = os.path.abspath(os.path.join(root, name))
+            (found if naming.kind_of(name) != "unsupported" else ignored).add(path)
+
+
+def expand_inputs(patterns: list[str]) -> Discovered:
+    """Files, directories and globs -> sorted, de-duplicated input URIs.
+
+    Directories are searched recursively for known image/video extensions (the rest is
+    counted as ignored); explicit files and glob matches are kept whatever their type, so a
+    bad one becomes an error record rather than vanishing.
+    """
+    found: set[str] = set()
+    ignored: set[str] = set()
+    for pattern in patterns:
+        if pattern.startswith("file://"):
+            pattern = pattern[len("file://"):]
+        if _has_glob(pattern) and not storage.exists(pattern):
+            matches = storage.list_files(pattern)
+            if not matches:
+                raise UsageError(f"no files match {pattern!r}")
+            found.update(storage.absolute(m) for m in matches)
+        elif storage.is_local(pattern) and os.path.isdir(pattern):
+            _walk_media(pattern, found, ignored)
+        elif storage.exists(pattern):
+            found.add(storage.absolute(pattern))
+        else:
+            # A remote "directory" is a prefix: list it once and keep its images and videos.
+            listed = [] if storage.is_local(pattern) else storage.list_files(pattern.rstrip("/") + "/**")
+            if not listed:
+                raise UsageError(f"input not found: {pattern}")
+            for uri in listed:
+                (found if naming.kind_of(uri) != "unsupported" else ignored).add(uri)
+    if not found:
+        raise UsageError(f"no images or videos found in {', '.join(patterns)} (searched for "
+                         f"{' '.join(sorted(naming.IMAGE_EXTENSIONS | naming.VIDEO_EXTENSIONS))})")
+    return Discovered(sorted(found), sorted(ignored))
+
+
+def read_done_marker(uri: str) -> dict | None:
+    try:
+        return json.loads(storage.read_bytes(uri))
+    except (OSError, ValueError):  # unreadable: the input is simply not done
+        return None
+
+
+def describe_differences(before: dict | None, now: dict) -> str:
+    """'model: a -> b, quality: None -> fast' for the options an earlier run used differently."""
+    if not before:
+        return "options not recorded (made by an older beam-seg)"
+    diffs = [f"{name} {before.get(name)!r} -> {value!r}" for name, value in now.items()
+             if before.get(name) != value]
+    return ", ".join(diffs) or "beam-seg version"
+
+
+def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
+    """Inputs to do now. Inputs an earlier run finished with the same options are skipped;
+    finished with other options, the run refuses (exit 2) unless --overwrite redoes them,
+    so no output is ever silently stale."""
+    discovered = expand_inputs(patterns)
+    root = cfg.layout.root.rstrip("/") + "/"
+    inputs = [u for u in discovered.inputs if not u.startswith(root)]  # never our own outputs
+    if not inputs:
+        raise UsageError(f"every input is inside the output root {cfg.layout.root}")
+    if cfg.overwrite:
+        return Plan(inputs, [], discovered.ignored)
+    done = {os.path.basename(p)[: -len(".json")]: p for p in storage.list_files(cfg.layout.done_glob())}
+    todo, skipped, stale = [], [], []
+    for uri in inputs:
+        marker_uri = done.get(naming.input_id(uri))
+        marker = read_done_marker(marker_uri) if marker_uri else None
+        if marker is None:
+            todo.append(uri)
+        elif marker.get("fingerprint") == cfg.fingerprint:
+            skipped.append(uri)
+        else:
+            stale.append((uri, describe_differences(marker.get("options"), cfg.output_options())))
+    if stale:
+        uri, why = stale[0]
+        more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
+        raise UsageError(f"{cfg.layout.root} holds {naming.input_id(uri)}{more} made with other "
+                         f"options ({why}); add --overwrite to redo them, or choose another --output")
+    return Plan(todo, skipped, discovered.ignored)
+
+
+def check_output_writable(output: str) -> None:
+    probe = storage.join(storage.absolute(output), ".beam_seg_write_check")
+    try:
+        storage.write_bytes(probe, b"ok")
+        storage.delete(probe)
+    except Exception as exc:  # any filesystem error means the same thing to the user
+        raise UsageError(f"output {output} is not writable: {exc}") from None

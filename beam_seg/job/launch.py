@@ -1,0 +1,106 @@
+"""`beam-seg segment`: parse, plan, run the pipeline, summarise; every way out has an exit
+code and at most one line of error, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+from beam_seg import __version__, storage
+from beam_seg.config import RunConfig, add_options, option_names
+from beam_seg.job import runner
+from beam_seg.job.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, UsageError
+from beam_seg.job.inputs import Plan, check_output_writable, plan_run
+from beam_seg.job.summary import print_summary, summarize
+from beam_seg.models import ModelNotFoundError, load_label_set, resolve
+from beam_seg.models.inference import DeepLabModelHandler
+from beam_seg.pipeline.transforms import SegmentInputs
+
+log = logging.getLogger("beam_seg")
+
+
+def build_parser(prog: str = "beam-seg segment") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, allow_abbrev=False,
+        description="Semantic segmentation of images and videos with DeepLab.",
+        epilog="Any other --option must be one of Beam's PipelineOptions (e.g. --runner, "
+               "--direct_running_mode, --direct_num_workers, --project, --region, "
+               "--temp_location, --setup_file).")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image/video files, directories or globs; local, gs:// or s3://")
+    add_options(parser)
+    parser.add_argument("--version", action="version", version=f"beam-seg {__version__}")
+    return parser
+
+
+def run(argv: list[str] | None = None, save_main_session: bool = True,
+        prog: str = "beam-seg segment") -> int:
+    """Parse arguments, launch the pipeline, print the summary; returns the exit code."""
+    known, pipeline_args = build_parser(prog).parse_known_args(argv)
+    cfg = RunConfig.from_args(known)
+    runner.configure_logging(cfg.verbose)
+    try:
+        runner.check_pipeline_args(pipeline_args, option_names())
+        return _launch(cfg, known.inputs, pipeline_args, save_main_session)
+    except (UsageError, ModelNotFoundError) as exc:
+        print(f"beam-seg: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"\nbeam-seg: interrupted. {_finished_inputs(cfg)} finished inputs and every "
+              f"finished video segment are kept in {cfg.layout.root}; run the same command "
+              "again to resume.", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _finished_inputs(cfg: RunConfig) -> int:
+    try:
+        return len(storage.list_files(cfg.layout.done_glob()))
+    except Exception:  # the count is a courtesy; the message must still come out
+        return 0
+
+
+def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
+            save_main_session: bool) -> int:
+    started = time.monotonic()
+    options = PipelineOptions(pipeline_args)
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    runner.check_runner(options)
+    runner.tune_direct_runner(options, pipeline_args)
+    resolved = resolve(cfg.model, cfg.labels)
+    load_label_set(resolved.labels)
+    check_output_writable(cfg.output)
+    plan = plan_run(inputs, cfg)
+    layout = runner.choose_layout(options, cfg.threads, cfg.interpreters)
+    log.info("beam-seg: %d inputs to process, %d already done; model %s, %d interpreter(s) "
+             "x %d thread(s) per process", len(plan.inputs), len(plan.skipped), resolved.name,
+             layout.interpreters, layout.threads)
+    if cfg.verbose:
+        for uri in plan.ignored:
+            log.info("ignored (not an image or video): %s", uri)
+    handler = DeepLabModelHandler(
+        cfg.model, cfg.labels, layout.threads, cfg.inference_settings(),
+        batch_size=cfg.batch_size, large_model=cfg.large_model, model_copies=cfg.model_copies,
+        interpreters=layout.interpreters)
+    result = _run_pipeline(plan, cfg, handler, options) if plan.inputs else None
+    summary = summarize(result, plan, cfg, time.monotonic() - started)
+    print_summary(summary, cfg, resolved.name)
+    return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+
+
+def _run_pipeline(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
+                  options: PipelineOptions):
+    pipeline = beam.Pipeline(options=options)
+    _ = (pipeline
+         | "Inputs" >> beam.Create(plan.inputs)
+         | "SegmentInputs" >> SegmentInputs(cfg, handler))
+    result = pipeline.run()
+    if not runner.is_local(options):
+        log.info("waiting for the job to finish")
+    result.wait_until_finish()
+    return result
+

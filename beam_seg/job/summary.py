@@ -1,0 +1,96 @@
+"""The end-of-run summary, read from Beam's metrics (and the plan) on the launcher."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+import apache_beam as beam
+
+from beam_seg import storage
+from beam_seg.config import RunConfig
+from beam_seg.job.inputs import Plan
+from beam_seg.pipeline.transforms import NAMESPACE
+
+
+def _query(result, name: str, kind: str) -> list:
+    """Committed (else attempted) values of a beam_seg metric; [] where a runner has none."""
+    if result is None:
+        return []
+    try:
+        metrics = result.metrics().query(
+            beam.metrics.MetricsFilter().with_namespace(NAMESPACE).with_name(name))
+    except Exception:  # a runner without metrics support still gets a summary
+        return []
+    values = [m.committed if m.committed is not None else m.attempted for m in metrics[kind]]
+    return [v for v in values if v is not None]
+
+
+def _counter(result, name: str) -> int:
+    return int(sum(_query(result, name, "counters")))
+
+
+def _distribution_sum(result, name: str) -> float:
+    return float(sum(d.sum for d in _query(result, name, "distributions")))
+
+
+def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
+    frames = _counter(result, "frames_segmented")
+    inferences = _counter(result, "num_inferences")
+    latency_us = _distribution_sum(result, "inference_batch_latency_micro_secs")
+    return {
+        "inputs": len(plan.inputs) + len(plan.skipped),
+        "processed": len(plan.inputs),
+        "skipped_already_done": len(plan.skipped),
+        "ignored_files": len(plan.ignored),
+        "succeeded": _counter(result, "inputs_succeeded"),
+        "failed": _counter(result, "inputs_failed"),
+        "frames_decoded": _counter(result, "frames_decoded"),
+        "frames_segmented": frames,
+        "segments_resumed": _counter(result, "segments_resumed"),
+        "error_records": _counter(result, "error_records"),
+        "inference_ms_per_frame": round(latency_us / inferences / 1000, 1) if inferences else None,
+        "wall_time_s": round(seconds, 1),
+        "frames_per_s": round(frames / seconds, 2) if seconds > 0 else None,
+        "output": cfg.layout.root,
+    }
+
+
+def summary_lines(summary: dict, cfg: RunConfig, model_name: str) -> list[str]:
+    layout = cfg.layout
+    quality = cfg.quality or "balanced for videos, high for images"
+    lines = [
+        "",
+        "== beam-seg summary ==",
+        f"model        {model_name}, quality {quality}",
+        f"inputs       {summary['inputs']} ({summary['processed']} processed, "
+        f"{summary['skipped_already_done']} skipped as already done; --overwrite redoes them)",
+        f"succeeded    {summary['succeeded']}",
+        f"failed       {summary['failed']}"
+        + (f"  -> error records in {storage.join(layout.root, 'errors')}" if summary["failed"] else ""),
+    ]
+    if summary["ignored_files"]:
+        lines.append(f"ignored      {summary['ignored_files']} files in the input folders that are "
+                     "not images or videos (--verbose lists them)")
+    lines += [
+        f"frames       {summary['frames_segmented']} segmented ({summary['frames_decoded']} decoded)"
+        + (f"; {summary['segments_resumed']} video segments kept from an unfinished earlier run"
+           if summary["segments_resumed"] else ""),
+        f"wall time    {summary['wall_time_s']} s ({summary['frames_per_s']} frames/s)",
+    ]
+    if summary["inference_ms_per_frame"] is not None:
+        lines.append(f"inference    {summary['inference_ms_per_frame']} ms per frame (mean, "
+                     f"pre/post-processing included)")
+    lines += [
+        f"outputs      {layout.root}",
+        "  labels/    label-map PNGs (palette PNG, pixel value = class id)",
+        f"  overlays/  frames blended with label colours ({cfg.overlay_format})",
+        f"  coverage/  Parquet table, one row per frame: {layout.coverage_glob()}",
+        "  videos/    segmented videos (H.264 mp4)",
+    ]
+    return lines
+
+
+def print_summary(summary: dict, cfg: RunConfig, model_name: str, stream: TextIO | None = None) -> None:
+    """The end-of-run summary, to `stream` or whatever sys.stdout is at the time."""
+    print("\n".join(summary_lines(summary, cfg, model_name)), file=stream or sys.stdout)

@@ -1,0 +1,62 @@
+"""Plan and decode: an input URI -> work units -> (key, RGB frame) streams."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+
+from beam_seg import naming, storage
+from beam_seg.config import RunConfig
+from beam_seg.media import images, video
+from beam_seg.models.inference import FrameInput
+from beam_seg.pipeline.records import FrameKey, UnitStatus, WorkUnit, planned_frame_indices
+
+
+def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
+    """An input URI -> its work units (one per image, one per frame range of a video)."""
+    kind = naming.kind_of(uri)
+    iid = naming.input_id(uri)
+    if kind == "image":
+        return [WorkUnit(uri, iid, "image")]
+    if kind != "video":
+        raise ValueError(f"unsupported file type {naming.extension(uri) or '(none)'!r}")
+    info = video.probe(storage.local_copy(uri))
+    if info.width * info.height > cfg.max_image_pixels:
+        raise images.ImageTooLargeError(
+            f"video frames are {info.width}x{info.height}, over the limit of {cfg.max_image_pixels} "
+            "pixels (raise it with --max-image-pixels)")
+    segments = video.plan_segments(info, cfg.segment_frames)
+    slim = dataclasses.replace(info, timestamps_s=())
+    return [WorkUnit(uri, iid, "video", seg, len(segments), slim) for seg in segments]
+
+
+def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, FrameInput] | UnitStatus]:
+    """Yield (key, RGB frame) for each frame to process, then one UnitStatus.
+
+    A video that stops decoding early still yields the frames it gave; the status then
+    carries the error so the rest of the segment is reported, not silently dropped.
+    """
+    if unit.kind == "image":
+        rgb = images.decode_image(storage.read_bytes(unit.source_uri), cfg.max_image_pixels)
+        yield FrameKey(unit, 0, 0.0), FrameInput("image", rgb)
+        yield UnitStatus(unit, 1, 1, frames_read=1)
+        return
+    seg = unit.segment
+    wanted = set(planned_frame_indices(seg, cfg.every_nth_frame))
+    decoded = 0
+    path = storage.local_copy(unit.source_uri)
+    # closing(): ffmpeg is stopped as soon as this generator is, even if Beam abandons it
+    with contextlib.closing(video.decode_frames(path, unit.info, seg)) as frames:
+        for offset, rgb in enumerate(frames):
+            decoded += 1
+            index = seg.start + offset
+            if index in wanted:
+                yield FrameKey(unit, index, seg.timestamps_s[offset]), FrameInput("video", rgb)
+    error = missing_from = None
+    if decoded < seg.count:
+        missing_from = seg.start + decoded
+        error = (f"decoding stopped after {decoded} of {seg.count} frames "
+                 f"(frames {missing_from}..{seg.stop - 1} missing): truncated or corrupt")
+    done = len([i for i in wanted if i < seg.start + decoded])
+    yield UnitStatus(unit, len(wanted), done, error, missing_from, frames_read=decoded)

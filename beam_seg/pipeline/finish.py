@@ -1,0 +1,152 @@
+"""Finish step: everything known about one input after the fused stage (each unit's decode
+status, each unit's written result, every error record) -> its video, its error records and,
+only when all is well, its done marker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+from beam_seg import naming, storage
+from beam_seg.config import RunConfig
+from beam_seg.media import video
+from beam_seg.pipeline import markers
+from beam_seg.pipeline.records import ErrorRecord, UnitStatus, UnitWritten, WorkUnit
+
+log = logging.getLogger("beam_seg")
+
+
+@dataclass
+class InputState:
+    """One input's units and errors, as the grouping step hands them over."""
+
+    input_id: str
+    statuses: list[UnitStatus]
+    written: list[UnitWritten]
+    errors: list[ErrorRecord] = field(default_factory=list)
+
+    @property
+    def unit(self) -> WorkUnit | None:
+        """Any of the input's units (they share the source and, for videos, its info)."""
+        for item in (*self.written, *self.statuses):
+            return item.unit
+        return None
+
+    @property
+    def source_uri(self) -> str:
+        unit = self.unit
+        return unit.source_uri if unit else (self.errors[0].source_uri if self.errors else "")
+
+    @property
+    def kind(self) -> str:
+        unit = self.unit
+        return unit.kind if unit else naming.kind_of(self.source_uri)
+
+    @property
+    def frames(self) -> int:
+        return sum(w.frames for w in self.written)
+
+
+def status_errors(status: UnitStatus) -> list[ErrorRecord]:
+    """A unit whose decoding stopped early: the frames it never gave."""
+    if status.error is None:
+        return []
+    seg = status.unit.segment
+    return [ErrorRecord(status.unit.source_uri, status.unit.input_id, "decode", status.error,
+                        status.missing_from, seg.stop if seg else None)]
+
+
+def unit_errors(state: InputState) -> list[ErrorRecord]:
+    """Errors that only show when a unit's decode status meets its write result: frames that
+    were decoded but have no outputs, and units that never finished at all."""
+    errors: list[ErrorRecord] = []
+    written = {w.unit.key: w for w in state.written}
+    for status in state.statuses:
+        errors += status_errors(status)
+        frames = written[status.unit.key].frames if status.unit.key in written else 0
+        if status.error is None and frames < status.decoded:
+            missing = status.decoded - frames
+            errors.append(ErrorRecord(state.source_uri, state.input_id, "write",
+                                      f"{missing} of {status.decoded} frames have no outputs"))
+    unit = state.unit
+    if unit is not None and unit.kind == "video":
+        finished = {w.unit.segment.index for w in state.written}
+        if len(finished) < unit.segment_count:
+            errors.append(ErrorRecord(state.source_uri, state.input_id, "assemble",
+                                      f"only {len(finished)} of {unit.segment_count} segments finished"))
+    return errors
+
+
+def assemble_video(state: InputState, cfg: RunConfig) -> tuple[str | None, list[ErrorRecord]]:
+    """Join the video's segment mp4s (with the source's audio) into videos/<id>.mp4."""
+    parts = sorted((w for w in state.written if w.segment_video), key=lambda w: w.unit.key)
+    if state.kind != "video" or not parts:
+        return None, []
+    video_uri = cfg.layout.video(state.input_id)
+    try:
+        _concat(parts, video_uri, parts[0].unit)
+    except (video.VideoError, OSError) as exc:
+        return None, [ErrorRecord(state.source_uri, state.input_id, "assemble",
+                                  f"{type(exc).__name__}: {exc}")]
+    return video_uri, []
+
+
+def _concat(parts: list[UnitWritten], video_uri: str, unit: WorkUnit) -> None:
+    with tempfile.TemporaryDirectory(prefix="beam_seg_join_") as tmp:
+        locals_ = []
+        for part in parts:
+            local = os.path.join(tmp, f"{part.unit.segment.index:05d}.mp4")
+            storage.download_file(part.segment_video, local)
+            locals_.append(local)
+        out = os.path.join(tmp, "video.mp4")
+        audio = storage.local_copy(unit.source_uri) if unit.info.has_audio else None
+        video.concat_segments(locals_, out, audio, unit.info.audio_codec)
+        storage.upload_file(out, video_uri)
+
+
+def remove_stale_coverage(state: InputState, cfg: RunConfig) -> None:
+    """Drop coverage files an earlier run of this input wrote and this one did not (e.g. a
+    re-run with other --segment-frames), so no frame is counted twice by SQL over the table."""
+    written = {w.unit.key[1] for w in state.written if w.frames}
+    for uri in storage.list_files(cfg.layout.coverage_files(state.input_id)):
+        index = uri.rsplit("segment-", 1)[-1].split(".")[0]
+        if not index.isdigit() or int(index) not in written:
+            storage.delete(uri)
+
+
+def record_errors(state: InputState, errors: list[ErrorRecord], cfg: RunConfig) -> None:
+    """errors/<id>.jsonl holds exactly this run's errors of the input (none: no file)."""
+    error_uri = storage.join(cfg.layout.root, "errors", state.input_id + ".jsonl")
+    if not errors:
+        storage.delete(error_uri)  # a clean re-run leaves no stale error record behind
+        return
+    # arrival order varies run to run: sort by where in the input, then by step
+    errors.sort(key=lambda e: (e.frame_start is not None, e.frame_start or 0, e.step, e.reason))
+    storage.write_bytes(error_uri, "".join(e.to_json() + "\n" for e in errors).encode())
+    markers.delete_done_marker(state.input_id, cfg)  # a redone input that now fails is not done
+
+
+def finish_input(state: InputState, cfg: RunConfig) -> dict:
+    """Join a video's segments, record errors, then (only without errors) mark it done.
+
+    The done marker is written last, so a re-run skips finished inputs and retries failed
+    ones; the segment files it no longer needs go after it.
+    """
+    errors = list(state.errors) + unit_errors(state)
+    video_uri, assemble_errors = assemble_video(state, cfg)
+    errors += assemble_errors
+    remove_stale_coverage(state, cfg)
+    record_errors(state, errors, cfg)
+    layout = cfg.layout
+    summary = {"source_uri": state.source_uri, "input_id": state.input_id, "kind": state.kind,
+               "frames": state.frames, "errors": len(errors),
+               "video": layout.relative(video_uri) if video_uri else None,
+               "first_error": errors[0].reason if errors else None}
+    if not errors:
+        markers.write_done_marker(state.input_id, summary, cfg)
+        if state.kind == "video":
+            storage.delete_tree(layout.segment_video_dir(state.input_id))
+    log.info("finished %s: %d frames, %d errors", state.source_uri, state.frames, len(errors))
+    return summary

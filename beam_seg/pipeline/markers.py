@@ -1,0 +1,68 @@
+"""The markers a re-run trusts: a finished video segment's, and a finished input's.
+
+A marker is always the last file written for what it vouches for, and is deleted before
+that work is redone, so a marker never stands for files another run is rewriting.
+"""
+
+from __future__ import annotations
+
+import json
+
+from beam_seg import storage
+from beam_seg.config import RunConfig
+from beam_seg.pipeline.records import UnitWritten, WorkUnit
+
+
+def _segment_identity(unit: WorkUnit, cfg: RunConfig) -> dict:
+    seg = unit.segment
+    return {"fingerprint": cfg.fingerprint, "start": seg.start, "count": seg.count,
+            "segments": unit.segment_count}
+
+
+def write_segment_marker(unit: WorkUnit, frames: int, cfg: RunConfig) -> None:
+    marker = {**_segment_identity(unit, cfg), "frames": frames}
+    storage.write_bytes(cfg.layout.segment_marker(unit.input_id, unit.segment.index),
+                        json.dumps(marker, sort_keys=True).encode())
+
+
+def delete_segment_marker(unit: WorkUnit, cfg: RunConfig) -> None:
+    storage.delete(cfg.layout.segment_marker(unit.input_id, unit.segment.index))
+
+
+def resume_segment(unit: WorkUnit, cfg: RunConfig) -> UnitWritten | None:
+    """This video segment's result from an earlier run that did not finish its input, or
+    None when the segment has to be done (again).
+
+    Reused only when the earlier run had the same options (fingerprint) and the same cut
+    of the video, its marker says every planned frame was written without error, and its
+    mp4 and coverage file are still there. --overwrite never reuses anything.
+    """
+    if cfg.overwrite or unit.kind != "video":
+        return None
+    layout = cfg.layout
+    iid, index = unit.input_id, unit.segment.index
+    marker_uri = layout.segment_marker(iid, index)
+    if not storage.exists(marker_uri):
+        return None
+    try:
+        marker = json.loads(storage.read_bytes(marker_uri))
+    except ValueError:  # unreadable: redo the segment
+        return None
+    if any(marker.get(k) != v for k, v in _segment_identity(unit, cfg).items()):
+        return None
+    video_uri = layout.segment_video(iid, index)
+    if not (storage.exists(video_uri) and storage.exists(layout.coverage(iid, index))):
+        return None
+    return UnitWritten(unit, int(marker["frames"]), video_uri, resumed=True)
+
+
+def write_done_marker(input_id: str, summary: dict, cfg: RunConfig) -> None:
+    """The input is finished: what it made, and the options it was made with (a re-run with
+    other options must not take these outputs for its own)."""
+    marker = {**summary, "fingerprint": cfg.fingerprint, "options": cfg.output_options()}
+    storage.write_bytes(cfg.layout.done_marker(input_id),
+                        json.dumps(marker, sort_keys=True, default=str).encode())
+
+
+def delete_done_marker(input_id: str, cfg: RunConfig) -> None:
+    storage.delete(cfg.layout.done_marker(input_id))
