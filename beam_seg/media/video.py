@@ -8,32 +8,42 @@ Frame-exact segments: the probe lists every video packet's presentation timestam
 starting at frame a seeks to the midpoint between frames a-1 and a; ffmpeg's accurate
 seek decodes from the preceding keyframe and drops everything before that time, so the
 first frame out is exactly frame a, with B-frames and variable frame rates alike.
+
+Everything is read from the one stream that is decoded (`0:V:0`): its rotation, its size
+as the decoder gives it, its packets. Packets an edit list cuts away (a stream-copy trim
+`ffmpeg -ss 0.5 -i a.mp4 -c copy b.mp4` keeps them from the keyframe on) carry ffmpeg's
+discard flag and are never shown, so they are not planned either. Every ffmpeg child has
+a stall timeout: one that gives no frame (or takes none) for that long is killed and its
+step fails with a reason instead of hanging the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import imageio_ffmpeg
 import numpy as np
 
-from beam_seg.media.pixels import rgb_to_i420
-
-
-class VideoError(RuntimeError):
-    """The file is not a decodable video (no video stream, corrupt, truncated …)."""
-
-
-def ffmpeg_exe() -> str:
-    return imageio_ffmpeg.get_ffmpeg_exe()
+from beam_seg.media.encode import EncodeSettings, VideoWriter, concat_segments  # noqa: F401  (video.*)
+from beam_seg.media.ffmpeg import (  # noqa: F401  (ffmpeg_exe, VideoError, FFMPEG_NICENESS: used via video.*)
+    FFMPEG_NICENESS,
+    PROBE_TIMEOUT_S,
+    STALL_TIMEOUT_S,
+    VideoError,
+    Watchdog,
+    background,
+    ffmpeg_exe,
+    input_args,
+    last_error,
+    read_exactly,
+    run,
+    widen_pipe,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class VideoInfo:
     audio_codec: str | None = None
     variable_frame_rate: bool = False
     seek_offset_s: float = 0.0  # first video frame's time after the container's start
+    reorder_s: float = 0.0  # largest presentation-after-decode delay of any packet (B-frames)
     timestamps_s: tuple[float, ...] = field(default=(), repr=False)
 
     @property
@@ -67,56 +78,97 @@ class Segment:
     count: int
     seek_s: float
     timestamps_s: tuple[float, ...]
+    # ffmpeg seeks this much before seek_s and trims up to it on the output: enough that the
+    # keyframe it lands on comes, in decode order, before every frame shown from seek_s on
+    preroll_s: float = 0.0
 
     @property
     def stop(self) -> int:
         return self.start + self.count
 
 
-_VIDEO_LINE = re.compile(r"Stream #\d+:(\d+)[^:]*: Video: (\w+).*?, (\d+)x(\d+)(?: \[SAR (\d+):(\d+))?")
+_STREAM_LINE = re.compile(r"^\s*Stream #\d+:\d+")
+_VIDEO_LINE = re.compile(r"Stream #\d+:(\d+)[^:]*: Video: (\w+)")
 _AUDIO_LINE = re.compile(r"Stream #\d+:\d+[^:]*: Audio: (\w+)")
 _ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees")
 _START = re.compile(r"Duration: [^,]*, start: (-?[\d.]+)")
 _ATTACHED_PIC = "(attached pic)"
-
-
-PROBE_TIMEOUT_S = 1800  # a stream copy of hours of video takes seconds; a hang becomes an error
-
-
-def _input(path: str) -> list[str]:
-    """An input that may only be read from local files or pipes: a file that is really a
-    playlist (HLS, ffconcat) cannot make ffmpeg fetch URLs."""
-    return ["-protocol_whitelist", "file,pipe", "-i", path]
-
-
-def _run(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
-                          capture_output=True, timeout=timeout, check=False)
+_DISCARD = 0x4  # AV_PKT_FLAG_DISCARD: a packet an edit list cuts away (decoded, never shown)
 
 
 def _stream_header(path: str) -> str:
     """ffmpeg's description of the input's streams (it exits 1 as no output is given)."""
-    return _run([*_input(path)], timeout=PROBE_TIMEOUT_S).stderr.decode("utf-8", "replace")
+    return run([*input_args(path)], timeout=PROBE_TIMEOUT_S).stderr.decode("utf-8", "replace")
 
 
-def _packet_timestamps(path: str) -> tuple[Fraction, list[int], list[int]]:
-    """Time base, sorted presentation timestamps and durations of every video packet."""
-    proc = _run(["-copyts", *_input(path), "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-"],
+def _video_stream_block(header: str) -> list[str]:
+    """The lines describing the stream `-map 0:V:0` decodes (the first video stream that
+    is not a cover picture) and only those: its side data (rotation) follows its line."""
+    lines = header.splitlines()
+    for i, line in enumerate(lines):
+        if ": Video: " in line and _ATTACHED_PIC not in line and _STREAM_LINE.match(line):
+            indent = len(line) - len(line.lstrip())
+            block = [line]
+            for follow in lines[i + 1:]:
+                if _STREAM_LINE.match(follow) or len(follow) - len(follow.lstrip()) <= indent:
+                    break
+                block.append(follow)
+            return block
+    return []
+
+
+@dataclass(frozen=True)
+class _Packets:
+    """The decoded stream's shown packets (sorted presentation times) and their timing."""
+
+    time_base: Fraction
+    pts: list[int]
+    durations: list[int]
+    reorder: int  # max(pts - dts) over every packet, in time_base units
+
+
+def _packet_timestamps(path: str) -> _Packets:
+    """Time base, sorted presentation timestamps and durations of every shown video packet."""
+    proc = run(["-copyts", *input_args(path), "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-"],
                 timeout=PROBE_TIMEOUT_S)
     time_base = None
     pts: list[int] = []
     durations: list[int] = []
+    reorder = 0
     for line in proc.stdout.decode("ascii", "replace").splitlines():
         if line.startswith("#tb 0:"):
             time_base = Fraction(line.split(":", 1)[1].strip())
         elif line and not line.startswith("#"):
-            fields = line.split(",")
+            fields = [f.strip() for f in line.split(",")]
+            # framecrc prints the flags only when they are not exactly "keyframe"
+            flags = next((int(f[2:], 16) for f in fields[6:] if f.startswith("F=")), 1)
+            reorder = max(reorder, int(fields[2]) - int(fields[1]))
+            if flags & _DISCARD:
+                continue
             pts.append(int(fields[2]))
             durations.append(int(fields[3]))
     if time_base is None or not pts:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
         raise VideoError("no decodable video packets" + (f": {tail[0]}" if tail else ""))
-    return time_base, sorted(pts), durations
+    return _Packets(time_base, sorted(pts), durations, reorder)
+
+
+_DIMENSIONS = re.compile(r"^#dimensions 0: (\d+)x(\d+)", re.M)
+_SAR = re.compile(r"^#sar 0: (\d+)/(\d+)", re.M)
+
+
+def _decoded_format(path: str) -> tuple[int, int, Fraction]:
+    """Size and sample aspect of the frames the decoder gives, rotation applied: what
+    `decode_frames` will read, whatever the container's headers claim."""
+    proc = run([*input_args(path), "-map", "0:V:0", "-frames:v", "1", "-f", "framecrc", "-"],
+                timeout=PROBE_TIMEOUT_S)
+    out = proc.stdout.decode("ascii", "replace")
+    dims = _DIMENSIONS.search(out)
+    if not dims or "\n0," not in out:
+        raise VideoError("no decodable video frame: " + last_error(proc.stderr.decode("utf-8", "replace")))
+    sar = _SAR.search(out)
+    aspect = Fraction(int(sar.group(1)), int(sar.group(2))) if sar and int(sar.group(2)) else Fraction(1)
+    return int(dims.group(1)), int(dims.group(2)), aspect if aspect > 0 else Fraction(1)
 
 
 def probe(path: str) -> VideoInfo:
@@ -124,27 +176,22 @@ def probe(path: str) -> VideoInfo:
     if os.path.getsize(path) == 0:
         raise VideoError("file is empty (0 bytes)")
     header = _stream_header(path)
-    video_lines = [line for line in header.splitlines()
-                   if ": Video: " in line and _ATTACHED_PIC not in line]
-    if not video_lines:
+    block = _video_stream_block(header)
+    if not block:
         if "Invalid data found" in header or "moov atom not found" in header:
-            raise VideoError("not a readable media file: " + _last_error(header))
+            raise VideoError("not a readable media file: " + last_error(header))
         raise VideoError("no video stream (audio-only or not a video)")
-    match = _VIDEO_LINE.search(video_lines[0])
+    match = _VIDEO_LINE.search(block[0])
     if not match:
-        raise VideoError(f"cannot parse the video stream description: {video_lines[0].strip()}")
-    codec, width, height = match.group(2), int(match.group(3)), int(match.group(4))
-    sar = Fraction(int(match.group(5)), int(match.group(6))) if match.group(5) else Fraction(1)
-    if sar <= 0:
-        sar = Fraction(1)
-    rotation_match = _ROTATION.search(header)
+        raise VideoError(f"cannot parse the video stream description: {block[0].strip()}")
+    codec = match.group(2)
+    rotation_match = _ROTATION.search("\n".join(block))
     rotation = round(float(rotation_match.group(1))) % 360 if rotation_match else 0
-    if rotation in (90, 270):
-        width, height = height, width
-        sar = 1 / sar
+    width, height, sar = _decoded_format(path)
     audio = _AUDIO_LINE.search(header)
 
-    time_base, pts, durations = _packet_timestamps(path)
+    packets = _packet_timestamps(path)
+    time_base, pts, durations = packets.time_base, packets.pts, packets.durations
     first = pts[0]
     timestamps = tuple(float((p - first) * time_base) for p in pts)
     steps = [b - a for a, b in itertools.pairwise(pts)]
@@ -164,7 +211,14 @@ def probe(path: str) -> VideoInfo:
     return VideoInfo(width=width, height=height, frame_count=len(pts), fps=fps, seek_offset_s=offset,
                      duration_s=duration, rotation=rotation, sar=sar, codec=codec,
                      audio_codec=audio.group(1) if audio else None,
-                     variable_frame_rate=variable, timestamps_s=timestamps)
+                     variable_frame_rate=variable, reorder_s=float(packets.reorder * time_base),
+                     timestamps_s=timestamps)
+
+
+def count_frames(path: str) -> int:
+    """Frames a finished video shows (its packets, less any an edit list cuts away): the
+    check an assembled video passes before its input is marked done."""
+    return len(_packet_timestamps(path).pts)
 
 
 def _mode(values: list[int]) -> int:
@@ -172,11 +226,6 @@ def _mode(values: list[int]) -> int:
         return 0
     uniq, counts = np.unique(np.asarray(values), return_counts=True)
     return int(uniq[np.argmax(counts)])
-
-
-def _last_error(stderr: str) -> str:
-    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "ffmpeg gave no reason"
 
 
 def plan_segments(info: VideoInfo, segment_frames: int) -> list[Segment]:
@@ -188,191 +237,49 @@ def plan_segments(info: VideoInfo, segment_frames: int) -> list[Segment]:
     for index, start in enumerate(range(0, info.frame_count, segment_frames)):
         count = min(segment_frames, info.frame_count - start)
         seek = 0.0 if start == 0 else info.seek_offset_s + (ts[start - 1] + ts[start]) / 2
-        segments.append(Segment(index, start, count, seek, tuple(ts[start:start + count])))
+        # ffmpeg's demuxer seeks by decode time, to 3/23 s before the target when there are
+        # B-frames. A frame shown more than that after it is decoded (B-frames at a low or
+        # variable rate) would come before the keyframe it lands on and be lost, so seek
+        # earlier by the stream's largest such delay and trim the rest on the output.
+        preroll = min(seek, info.reorder_s) if seek > 0 else 0.0
+        segments.append(Segment(index, start, count, seek, tuple(ts[start:start + count]), preroll))
     return segments
 
 
-def decode_frames(path: str, info: VideoInfo, segment: Segment) -> Iterator[np.ndarray]:
+def decode_frames(path: str, info: VideoInfo, segment: Segment,
+                  stall_timeout_s: float = STALL_TIMEOUT_S) -> Iterator[np.ndarray]:
     """Yield the segment's frames as HxWx3 RGB uint8, streamed: one frame in memory at a time.
 
     Fewer frames than planned means the file is truncated or corrupt there; the caller
-    sees it by counting (it raises nothing itself so the good frames are kept).
+    sees it by counting (it raises nothing itself so the good frames are kept). A decoder
+    that gives no frame for `stall_timeout_s` is killed and raises VideoError.
     """
     args = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error"]
-    if segment.seek_s > 0:
-        args += ["-ss", f"{segment.seek_s:.6f}"]
+    if segment.seek_s - segment.preroll_s > 0:
+        args += ["-ss", f"{segment.seek_s - segment.preroll_s:.6f}"]
     # One decoder thread: segments already decode in parallel (one per bundle thread),
     # and frame threads would only add CPU the model needs.
-    args += ["-threads", "1", *_input(path), "-map", "0:V:0", "-frames:v", str(segment.count),
-             "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    args += ["-threads", "1", *input_args(path), "-map", "0:V:0", "-frames:v", str(segment.count),
+             "-fps_mode", "passthrough"]
+    if segment.preroll_s > 0:
+        args += ["-ss", f"{segment.preroll_s:.6f}"]
+    args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     frame_bytes = info.width * info.height * 3
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, bufsize=0)
-    _background(proc)
-    _widen_pipe(proc.stdout, frame_bytes)
+    background(proc)
+    widen_pipe(proc.stdout, frame_bytes)
+    watchdog = Watchdog(proc, stall_timeout_s, "decoder")
     try:
         for _ in range(segment.count):
-            buf = _read_exactly(proc.stdout, frame_bytes)
+            with watchdog:
+                buf = read_exactly(proc.stdout, frame_bytes)
+            watchdog.check()
             if buf is None:
                 return
             yield np.frombuffer(buf, np.uint8).reshape(info.height, info.width, 3)
     finally:
+        watchdog.stop()
         proc.stdout.close()
         proc.kill()
         proc.wait()
-
-
-# Niceness of the ffmpeg decoders and encoders that stream beside inference. The model's
-# threads meet at a barrier after every layer, so a core lent to ffmpeg at the wrong
-# moment idles the other one; at lower priority ffmpeg fills the gaps instead
-# (measured on 2 cores: +3% frames/s, and decoding still keeps ahead of the model).
-FFMPEG_NICENESS = 10
-
-
-def _background(proc: subprocess.Popen) -> None:
-    """Lower a streaming ffmpeg's priority (best effort: not every OS or sandbox allows it)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, proc.pid, FFMPEG_NICENESS)
-
-
-def _widen_pipe(stream, frame_bytes: int) -> None:
-    """Let a pipe hold up to a whole frame (Linux; 64 KiB by default), so a frame passes
-    in one go instead of waking the reader and the writer a dozen times each."""
-    try:
-        import fcntl
-        setpipe = fcntl.F_SETPIPE_SZ
-    except (ImportError, AttributeError):  # not Linux
-        return
-    for size in (frame_bytes, 1 << 20):  # the system's cap (pipe-max-size) is often 1 MiB
-        try:
-            fcntl.fcntl(stream.fileno(), setpipe, size)
-            return
-        except OSError:
-            continue
-
-
-def _read_exactly(stream, n: int) -> bytearray | None:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
-    while got < n:
-        chunk = stream.readinto(view[got:])
-        if not chunk:
-            return None
-        got += chunk
-    return buf
-
-
-@dataclass(frozen=True)
-class EncodeSettings:
-    """x264 settings for segment videos.
-
-    Measured on 960x540 dashcam frames (CPU ms per frame in ffmpeg / size): veryfast CRF 20
-    10.5 ms / 1.0x, superfast CRF 23 7.5 ms / 1.1x, ultrafast CRF 23 5.7 ms / 1.3x. The
-    encoder shares the cores with inference, so the default buys speed with a little size.
-    """
-
-    preset: str = "ultrafast"
-    crf: int = 23
-    threads: int = 1  # x264's threads cost ~10% more CPU; segments encode side by side anyway
-
-
-class VideoWriter:
-    """Pipe RGB frames into an H.264/yuv420p mp4 (a context manager, like supervision's VideoSink).
-
-    Frames are converted to the encoder's own 4:2:0 layout in OpenCV (BT.601, video range:
-    what ffmpeg would pick), so ffmpeg only encodes: 0.65 ms in Python plus 2.4 ms of
-    x264 per 960x540 frame, where piping RGB costs 3.4 ms in ffmpeg and re-decoding
-    overlay JPEGs 3.8 ms.
-
-    H.264 in 4:2:0 (what browsers play) can only code even sizes, and its header
-    cropping works in steps of 2 as well, so an odd width or height is padded by one
-    black pixel: the only case where the output size differs from the source.
-    """
-
-    def __init__(self, path: str, width: int, height: int, fps: Fraction,
-                 sar: Fraction = Fraction(1), settings: EncodeSettings = EncodeSettings()):
-        self.path, self.width, self.height = path, width, height
-        coded = f"{width + width % 2}x{height + height % 2}"  # see rgb_to_i420
-        rate = f"{fps.numerator}/{fps.denominator}"
-        self._args = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", coded, "-framerate", rate, "-i", "-",
-            "-vf", f"setsar={sar.numerator}/{sar.denominator}",
-            "-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf), "-bf", "0",
-            "-threads", str(settings.threads),
-            "-pix_fmt", "yuv420p", "-video_track_timescale", str(_timescale(fps)),
-            "-f", "mp4", path,
-        ]
-        self._proc: subprocess.Popen | None = None
-        self.frames = 0
-
-    def __enter__(self) -> VideoWriter:
-        self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _background(self._proc)
-        coded = (self.width + self.width % 2) * (self.height + self.height % 2)
-        _widen_pipe(self._proc.stdin, coded * 3 // 2)
-        return self
-
-    def write(self, frame: np.ndarray) -> None:
-        """One HxWx3 RGB uint8 frame."""
-        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
-            raise ValueError(f"frame {frame.shape} {frame.dtype} does not match "
-                             f"{self.height}x{self.width}x3 uint8")
-        planes = rgb_to_i420(frame)
-        try:
-            self._proc.stdin.write(planes.data)
-        except BrokenPipeError:
-            self._proc.wait()
-            raise VideoError("ffmpeg encode failed: " + _last_error(
-                self._proc.stderr.read().decode("utf-8", "replace"))) from None
-        self.frames += 1
-
-    def abort(self) -> None:
-        """Stop the encoder and leave no file behind (a segment that will not be used)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait()
-        with contextlib.suppress(OSError):
-            os.remove(self.path)
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        with contextlib.suppress(BrokenPipeError):  # ffmpeg died: its stderr says why
-            self._proc.stdin.close()
-        stderr = self._proc.stderr.read().decode("utf-8", "replace")
-        code = self._proc.wait()
-        if exc_type is None and code != 0:
-            raise VideoError(f"ffmpeg encode failed: {_last_error(stderr)}")
-
-
-def _timescale(fps: Fraction) -> int:
-    """An mp4 track timescale that represents every frame time exactly (30000 for 30000/1001)."""
-    scale = fps.numerator
-    while scale < 10000:
-        scale *= 2
-    return scale
-
-
-def concat_segments(segment_paths: list[str], output_path: str,
-                    audio_source: str | None = None, audio_codec: str | None = None) -> None:
-    """Join H.264 segment files by stream copy (no re-encode), adding the source's audio."""
-    if not segment_paths:
-        raise ValueError("no segments to join")
-    with tempfile.TemporaryDirectory(prefix="beam_seg_concat_") as tmp:
-        list_path = os.path.join(tmp, "segments.txt")
-        with open(list_path, "w", encoding="utf-8") as f:
-            for path in segment_paths:
-                escaped = os.path.abspath(path).replace("'", "'\\''")
-                f.write(f"file '{escaped}'\n")
-        args = ["-y", "-f", "concat", "-safe", "0", *_input(list_path)]
-        if audio_source:
-            args += [*_input(audio_source), "-map", "0:v:0", "-map", "1:a:0?"]
-            copyable = audio_codec in ("aac", "mp3", "ac3", "eac3", "alac", "opus")
-            args += ["-c:a", "copy" if copyable else "aac"]
-        else:
-            args += ["-map", "0:v:0"]
-        args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", output_path]
-        proc = _run(args, timeout=PROBE_TIMEOUT_S)
-        if proc.returncode != 0:
-            raise VideoError("concat failed: " + _last_error(proc.stderr.decode("utf-8", "replace")))
