@@ -79,8 +79,9 @@ def test_a_stream_copy_trim_plans_the_frames_ffmpeg_decodes(tmp_path, start):
 
 @pytest.mark.parametrize("vfr", [False, True], ids=["8fps", "vfr"])
 def test_segments_are_exact_when_b_frames_show_long_after_they_decode(tmp_path, vfr):
-    """At 8 frames/s (or with long variable gaps) a B-frame is shown more than the 3/23 s
-    ffmpeg seeks ahead for: a seek by the midpoint alone lost a frame at some starts."""
+    """With long variable gaps a B-frame is shown more than the 3/23 s ffmpeg seeks ahead
+    for: a seek by the midpoint alone lost frames 43 and 55 of the VFR clip (segments
+    starting there began one frame late). 8 frames/s CFR is the same delay, kept exact."""
     path = make_index_video(tmp_path / "slow.mp4", 60, fps="8" if not vfr else "25", vfr=vfr)
     info = video.probe(str(path))
     assert info.reorder_s > 3 / 23
