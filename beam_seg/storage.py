@@ -5,7 +5,8 @@ stores (gs://, s3://) only make an object visible when its upload completes, so 
 upload is already atomic there, as long as a write that fails midway is cancelled rather
 than completed (`open_for_write` does that). A retried or killed step therefore never
 leaves a half-written output behind. Remote inputs that need a local file (ffmpeg seeks)
-are copied once per machine and checked against GCS's crc32c (`local_copy`).
+are copied once per machine and checked against GCS's crc32c (`local_copy`). Remote
+calls have a total deadline (storage_limits.py).
 """
 
 from __future__ import annotations
@@ -19,12 +20,26 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from beam_seg.storage_limits import (  # noqa: F401  (part of storage's interface)
+    StorageUnavailable,
+    bounded,
+    outage,
+    outage_reason,
+    set_deadline,
+)
+
 _CHUNK = 8 * 1024 * 1024
+T = TypeVar("T")
+
+
+def _bounded(uri: str, fn: Callable[..., T], *args, streaming: bool = False) -> T:
+    return bounded(uri, is_local(uri), fn, *args, streaming=streaming)
 
 
 def is_local(uri: str) -> bool:
@@ -47,18 +62,27 @@ def absolute(uri: str) -> str:
 
 
 def exists(uri: str) -> bool:
-    return FileSystems.exists(uri)
+    return _bounded(uri, FileSystems.exists, uri)
 
 
-def read_bytes(uri: str) -> bytes:
-    with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read()
+def read_bytes(uri: str, limit: int | None = None) -> bytes:
+    """A whole file; with `limit`, more than that many bytes is a ValueError, read no further
+    (a ".jpg" that is really /dev/zero must not be read whole first)."""
+    def read() -> bytes:
+        with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            data = f.read() if limit is None else f.read(limit + 1)
+        if limit is not None and len(data) > limit:
+            raise ValueError(f"{uri} is larger than {limit} bytes")
+        return data
+    return _bounded(uri, read)
 
 
 def write_bytes(uri: str, data: bytes) -> None:
     """Write a whole file atomically."""
-    with open_for_write(uri) as f:
-        f.write(data)
+    def write() -> None:
+        with open_for_write(uri) as f:
+            f.write(data)
+    _bounded(uri, write)
 
 
 @contextlib.contextmanager
@@ -108,11 +132,17 @@ def _abort_upload(f, uri: str) -> None:
 
 def upload_file(local_path: str, uri: str) -> None:
     """Copy a finished local file to `uri` atomically."""
-    with open(local_path, "rb") as src, open_for_write(uri) as dst:
-        shutil.copyfileobj(src, dst, _CHUNK)
+    def upload() -> None:
+        with open(local_path, "rb") as src, open_for_write(uri) as dst:
+            shutil.copyfileobj(src, dst, _CHUNK)
+    _bounded(uri, upload, streaming=True)
 
 
 def download_file(uri: str, local_path: str) -> None:
+    _bounded(uri, _download_file, uri, local_path, streaming=True)
+
+
+def _download_file(uri: str, local_path: str) -> None:
     """Copy `uri` to a local file atomically; a gs:// object is checked against its crc32c.
 
     Beam reads GCS objects in ranges, which the client does not checksum, so the whole
@@ -145,7 +175,7 @@ def _gcs_crc32c(uri: str) -> str | None:
     """The base64 crc32c that GCS holds for an object; None for other filesystems."""
     if not uri.startswith("gs://"):
         return None
-    return FileSystems.checksum(uri) or None
+    return _bounded(uri, FileSystems.checksum, uri) or None
 
 
 INPUT_CACHE_BYTES_ENV = "BEAM_SEG_INPUT_CACHE_BYTES"
@@ -173,7 +203,7 @@ def local_copy(uri: str) -> str:
     """
     if is_local(uri):
         return _local_path(uri)
-    matched = FileSystems.match([uri])[0].metadata_list
+    matched = _bounded(uri, FileSystems.match, [uri])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"no such file: {uri}")
     meta = matched[0]
@@ -216,7 +246,7 @@ def _evict_inputs(cache: str, keep: str) -> None:
 def delete(uri: str) -> None:
     """Remove one file if it exists."""
     if exists(uri):
-        FileSystems.delete([uri])
+        _bounded(uri, FileSystems.delete, [uri])
 
 
 def delete_tree(uri: str) -> None:
@@ -225,12 +255,147 @@ def delete_tree(uri: str) -> None:
         shutil.rmtree(_local_path(uri), ignore_errors=True)
         return
     prefix = uri.rstrip("/") + "/"
-    matched = FileSystems.match([prefix + "**"])[0].metadata_list
+    matched = _bounded(uri, FileSystems.match, [prefix + "**"])[0].metadata_list
     if matched:
-        FileSystems.delete([m.path for m in matched])
+        _bounded(uri, FileSystems.delete, [m.path for m in matched])
 
 
 def list_files(pattern: str) -> list[str]:
     """Paths matching a glob, sorted; an empty list when nothing matches."""
-    result = FileSystems.match([pattern])[0]
+    result = _bounded(pattern, FileSystems.match, [pattern])[0]
     return sorted(m.path for m in result.metadata_list)
+
+
+# --- Source identity -------------------------------------------------------------------
+
+def source_identity(uri: str) -> dict:
+    """What says an input is still the file an earlier run read: size and mtime locally,
+    generation and crc32c on GCS (a re-upload of the same bytes is a new generation),
+    size and update time elsewhere. Markers record it; a change redoes the input."""
+    if is_local(uri):
+        st = os.stat(_local_path(uri))
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if uri.startswith("gs://"):
+        blob = _bounded(uri, _gcs_blob, uri)
+        if blob is None:
+            raise FileNotFoundError(f"no such object: {uri}")
+        return {"generation": int(blob.generation), "crc32c": blob.crc32c}
+    matched = _bounded(uri, FileSystems.match, [uri])[0].metadata_list
+    if not matched:
+        raise FileNotFoundError(f"no such file: {uri}")
+    return {"size": matched[0].size_in_bytes, "updated": matched[0].last_updated_in_seconds}
+
+
+def _gcs_bucket(uri: str):
+    from apache_beam.io.gcp import gcsio
+
+    bucket, name = gcsio.parse_gcs_path(uri)
+    return gcsio.GcsIO().client.bucket(bucket), name
+
+
+def _gcs_blob(uri: str):
+    bucket, name = _gcs_bucket(uri)
+    return bucket.get_blob(name)
+
+
+# --- Exclusive files (the output lock) ---------------------------------------------------
+
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Create `uri` with `data` unless it exists; True if this call created it.
+
+    Atomic where the store allows: a hard link of a finished temporary file locally (never
+    a half-written file under the name), `ifGenerationMatch=0` on GCS. Elsewhere a check
+    then a write, which two racing callers can both pass.
+    """
+    if is_local(uri):
+        path = os.path.abspath(_local_path(uri))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+    if uri.startswith("gs://"):
+        return _bounded(uri, _gcs_create_if_absent, uri, data)
+    if exists(uri):
+        return False
+    write_bytes(uri, data)
+    return True
+
+
+def _gcs_create_if_absent(uri: str, data: bytes) -> bool:
+    from google.api_core import exceptions
+
+    bucket, name = _gcs_bucket(uri)
+    try:
+        bucket.blob(name).upload_from_string(data, if_generation_match=0)
+        return True
+    except exceptions.PreconditionFailed:
+        return False
+
+
+def read_versioned(uri: str) -> tuple[bytes, str] | None:
+    """A file's bytes and a token that changes whenever it is rewritten (inode and mtime
+    locally, the generation on GCS); None when it does not exist."""
+    if is_local(uri):
+        path = _local_path(uri)
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                return f.read(), f"{st.st_ino}:{st.st_mtime_ns}"
+        except FileNotFoundError:
+            return None
+    if uri.startswith("gs://"):
+        blob = _bounded(uri, _gcs_blob, uri)
+        if blob is None:
+            return None
+        return _bounded(uri, blob.download_as_bytes), str(blob.generation)
+    if not exists(uri):
+        return None
+    data = read_bytes(uri)
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def delete_if_version(uri: str, version: str) -> bool:
+    """Delete `uri` only if it is still the version read; True if this call deleted it.
+
+    Locally the file is first renamed aside (atomic: of two callers, one gets it), then
+    kept deleted only if it is the version read, else linked back."""
+    if is_local(uri):
+        path = _local_path(uri)
+        aside = f"{path}.stale-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return False
+        st = os.stat(aside)
+        if f"{st.st_ino}:{st.st_mtime_ns}" == version:
+            os.remove(aside)
+            return True
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)  # someone else's newer file: put it back (unless replaced)
+        os.remove(aside)
+        return False
+    if uri.startswith("gs://"):
+        from google.api_core import exceptions
+
+        bucket, name = _gcs_bucket(uri)
+        blob = bucket.blob(name)
+        try:
+            _bounded(uri, lambda: blob.delete(if_generation_match=int(version)))
+            return True
+        except (exceptions.PreconditionFailed, exceptions.NotFound):
+            return False
+    current = read_versioned(uri)
+    if current is None or current[1] != version:
+        return False
+    delete(uri)
+    return True
+
+
