@@ -121,6 +121,9 @@ class RunConfig:
     overwrite: bool = option(False, "redo inputs that an earlier run into OUT finished, and "
                              "replace outputs made with other options", shapes_output=False,
                              action="store_true")
+    storage_deadline: float = option(60.0, "seconds a remote storage call may take, retries "
+                                     "included, before the run takes the store as gone",
+                                     shapes_output=False, type=positive_float, metavar="S")
     verbose: bool = option(False, "also show Beam's own log lines and the files a folder scan "
                            "skipped", shapes_output=False, action="store_true")
 

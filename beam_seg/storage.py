@@ -31,6 +31,7 @@ from beam_seg.storage_limits import (  # noqa: F401  (part of storage's interfac
     bounded,
     outage,
     outage_reason,
+    reset_outage,
     set_deadline,
 )
 
@@ -65,16 +66,17 @@ def exists(uri: str) -> bool:
     return _bounded(uri, FileSystems.exists, uri)
 
 
-def read_bytes(uri: str, limit: int | None = None) -> bytes:
-    """A whole file; with `limit`, more than that many bytes is a ValueError, read no further
-    (a ".jpg" that is really /dev/zero must not be read whole first)."""
+def read_bytes(uri: str) -> bytes:
     def read() -> bytes:
-        with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-            data = f.read() if limit is None else f.read(limit + 1)
-        if limit is not None and len(data) > limit:
-            raise ValueError(f"{uri} is larger than {limit} bytes")
-        return data
+        with open_for_read(uri) as f:
+            return f.read()
     return _bounded(uri, read)
+
+
+def open_for_read(uri: str):
+    """A seekable binary stream, read as it is consumed (Pillow reads an image's header
+    first, so a ".jpg" that is really /dev/zero is refused before it is read whole)."""
+    return FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -356,10 +358,8 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
         if blob is None:
             return None
         return _bounded(uri, blob.download_as_bytes), str(blob.generation)
-    if not exists(uri):
-        return None
-    data = read_bytes(uri)
-    return data, hashlib.sha256(data).hexdigest()
+    data = read_bytes(uri) if exists(uri) else None
+    return None if data is None else (data, hashlib.sha256(data).hexdigest())
 
 
 def delete_if_version(uri: str, version: str) -> bool:
@@ -393,9 +393,8 @@ def delete_if_version(uri: str, version: str) -> bool:
         except (exceptions.PreconditionFailed, exceptions.NotFound):
             return False
     current = read_versioned(uri)
-    if current is None or current[1] != version:
-        return False
-    delete(uri)
-    return True
+    if current is not None and current[1] == version:
+        delete(uri)
+    return current is not None and current[1] == version
 
 

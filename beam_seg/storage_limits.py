@@ -35,12 +35,20 @@ class StorageUnavailable(OSError):
     records cannot be written)."""
 
 
+def reset_outage() -> None:
+    """Forget an earlier run's outage (the launcher of a new run, in the same process)."""
+    global _outage
+    _outage = None
+
+
 def set_deadline(seconds: float) -> None:
-    """Bound every remote call to about `seconds`, retries included, and forget any earlier
-    outage (a new run starts afresh). Also shortens the GCS client's own retry budget, so
-    a call given up here does not keep retrying in the background for minutes."""
-    global _deadline_s, _outage
-    _deadline_s, _outage = float(seconds), None
+    """Bound every remote call to about `seconds`, retries included. Also shortens the GCS
+    client's own retry budget, so a call given up here does not keep retrying in the
+    background for minutes."""
+    global _deadline_s
+    if float(seconds) == _deadline_s:
+        return
+    _deadline_s = float(seconds)
     with contextlib.suppress(ImportError):
         from apache_beam.io.gcp import gcsio_retry
 

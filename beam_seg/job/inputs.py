@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from beam_seg import naming, storage
 from beam_seg.config import RunConfig
-from beam_seg.job.exits import UsageError
+from beam_seg.job.exits import CannotWrite, UsageError
+from beam_seg.pipeline.markers import source_changed
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Plan:
     inputs: list[str]
     skipped: list[str] = field(default_factory=list)  # finished by an earlier run, same options
     ignored: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # finished, but from an older source: redone
 
 
 def _has_glob(pattern: str) -> bool:
@@ -111,12 +113,15 @@ def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
     if cfg.overwrite:
         return Plan(inputs, [], discovered.ignored)
     done = {os.path.basename(p)[: -len(".json")]: p for p in storage.list_files(cfg.layout.done_glob())}
-    todo, skipped, stale = [], [], []
+    todo, skipped, stale, changed = [], [], [], []
     for uri in inputs:
         marker_uri = done.get(naming.input_id(uri))
         marker = read_done_marker(marker_uri) if marker_uri else None
         if marker is None:
             todo.append(uri)
+        elif source_changed(marker, uri):
+            todo.append(uri)
+            changed.append(uri)
         elif marker.get("fingerprint") == cfg.fingerprint:
             skipped.append(uri)
         else:
@@ -126,7 +131,7 @@ def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
         raise UsageError(f"{cfg.layout.root} holds {naming.input_id(uri)}{more} made with other "
                          f"options ({why}); add --overwrite to redo them, or choose another --output")
-    return Plan(todo, skipped, discovered.ignored)
+    return Plan(todo, skipped, discovered.ignored, changed)
 
 
 def check_output_writable(output: str) -> None:
@@ -135,4 +140,7 @@ def check_output_writable(output: str) -> None:
         storage.write_bytes(probe, b"ok")
         storage.delete(probe)
     except Exception as exc:  # any filesystem error means the same thing to the user
+        reason = storage.outage_reason(exc)
+        if reason is not None:  # full, read-only or unreachable: not a usage error
+            raise CannotWrite(f"cannot write to {output}: {reason}") from None
         raise UsageError(f"output {output} is not writable: {exc}") from None

@@ -14,11 +14,21 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 from beam_seg import __version__, storage
 from beam_seg.config import RunConfig, add_options, option_names
 from beam_seg.job import runner
-from beam_seg.job.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, UsageError
+from beam_seg.job.exits import (
+    EXIT_CANNOT_WRITE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    CannotWrite,
+    UsageError,
+)
 from beam_seg.job.inputs import Plan, check_output_writable, plan_run
+from beam_seg.job.lock import OutputLock
 from beam_seg.job.summary import print_summary, summarize
 from beam_seg.models import ModelNotFoundError, load_label_set, resolve
 from beam_seg.models.inference import DeepLabModelHandler
+from beam_seg.pipeline.markers import clear_done_markers
 from beam_seg.pipeline.transforms import SegmentInputs
 
 log = logging.getLogger("beam_seg")
@@ -50,6 +60,13 @@ def run(argv: list[str] | None = None, save_main_session: bool = True,
     except (UsageError, ModelNotFoundError) as exc:
         print(f"beam-seg: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # storage that fails under the run: one line, never a traceback
+        reason = str(exc) if isinstance(exc, CannotWrite) else storage.outage_reason(exc)
+        if reason is None:
+            raise
+        print(f"beam-seg: error: {reason}" if isinstance(exc, CannotWrite) else
+              f"beam-seg: error: cannot write to {cfg.layout.root}: {reason}", file=sys.stderr)
+        return EXIT_CANNOT_WRITE
     except KeyboardInterrupt:
         print(f"\nbeam-seg: interrupted. {_finished_inputs(cfg)} finished inputs and every "
               f"finished video segment are kept in {cfg.layout.root}; run the same command "
@@ -67,6 +84,8 @@ def _finished_inputs(cfg: RunConfig) -> int:
 def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
             save_main_session: bool) -> int:
     started = time.monotonic()
+    storage.set_deadline(cfg.storage_deadline)
+    storage.reset_outage()
     options = PipelineOptions(pipeline_args)
     options.view_as(SetupOptions).save_main_session = save_main_session
     runner.check_runner(options)
@@ -74,7 +93,15 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
     resolved = resolve(cfg.model, cfg.labels)
     load_label_set(resolved.labels)
     check_output_writable(cfg.output)
+    with OutputLock(cfg.layout.root):  # one writer per output root
+        return _launch_locked(cfg, inputs, options, resolved, started)
+
+
+def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, resolved,
+                   started: float) -> int:
     plan = plan_run(inputs, cfg)
+    if cfg.overwrite:
+        clear_done_markers(plan.inputs, cfg)  # before any of their work starts
     layout = runner.choose_layout(options, cfg.threads, cfg.interpreters)
     log.info("beam-seg: %d inputs to process, %d already done; model %s, %d interpreter(s) "
              "x %d thread(s) per process", len(plan.inputs), len(plan.skipped), resolved.name,
@@ -89,6 +116,10 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
     result = _run_pipeline(plan, cfg, handler, options) if plan.inputs else None
     summary = summarize(result, plan, cfg, time.monotonic() - started)
     print_summary(summary, cfg, resolved.name)
+    if summary["unrecorded"]:
+        raise CannotWrite(f"cannot write to {cfg.layout.root}: {summary['unrecorded']} inputs "
+                          "failed and not even their error records could be written ("
+                          f"{storage.outage() or 'see the log above'}); a re-run resumes")
     return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
 
 

@@ -42,6 +42,9 @@ def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
         "inputs": len(plan.inputs) + len(plan.skipped),
         "processed": len(plan.inputs),
         "skipped_already_done": len(plan.skipped),
+        "source_changed": len(plan.changed),
+        "segments_source_changed": _counter(result, "segments_source_changed"),
+        "unrecorded": _counter(result, "inputs_unrecorded"),
         "ignored_files": len(plan.ignored),
         "succeeded": _counter(result, "inputs_succeeded"),
         "failed": _counter(result, "inputs_failed"),
@@ -65,6 +68,12 @@ def summary_lines(summary: dict, cfg: RunConfig, model_name: str) -> list[str]:
         f"model        {model_name}, quality {quality}",
         f"inputs       {summary['inputs']} ({summary['processed']} processed, "
         f"{summary['skipped_already_done']} skipped as already done; --overwrite redoes them)",
+    ]
+    if summary["source_changed"] or summary["segments_source_changed"]:
+        lines.append(f"redone       {summary['source_changed']} finished inputs and "
+                     f"{summary['segments_source_changed']} video segments: their source "
+                     "changed since they were made (size/mtime, or GCS generation)")
+    lines += [
         f"succeeded    {summary['succeeded']}",
         f"failed       {summary['failed']}"
         + (f"  -> error records in {storage.join(layout.root, 'errors')}" if summary["failed"] else ""),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -41,14 +42,18 @@ def to_rgb_uint8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes to RGB uint8, refusing images above `max_pixels`."""
+def decode_image(data: bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (or a seekable stream, read only as far as needed) to RGB
+    uint8, refusing images above `max_pixels` from their header."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(str(exc)) from None
+    except Image.UnidentifiedImageError:
+        raise Image.UnidentifiedImageError("cannot identify image file: not an image in a "
+                                           "format Pillow reads") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(

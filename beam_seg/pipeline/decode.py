@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Iterator
 
 from beam_seg import naming, storage
@@ -15,12 +16,15 @@ from beam_seg.pipeline.records import FrameKey, UnitStatus, WorkUnit, planned_fr
 
 def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
     """An input URI -> its work units (one per image, one per frame range of a video)."""
+    storage.set_deadline(cfg.storage_deadline)
     kind = naming.kind_of(uri)
     iid = naming.input_id(uri)
-    if kind == "image":
-        return [WorkUnit(uri, iid, "image")]
-    if kind != "video":
+    if kind not in ("image", "video"):
         raise ValueError(f"unsupported file type {naming.extension(uri) or '(none)'!r}")
+    # identity first: a source replaced while this plan is made is caught at the finish
+    version = json.dumps(storage.source_identity(uri), sort_keys=True)
+    if kind == "image":
+        return [WorkUnit(uri, iid, "image", source_version=version)]
     info = video.probe(storage.local_copy(uri))
     if info.width * info.height > cfg.max_image_pixels:
         raise images.ImageTooLargeError(
@@ -28,7 +32,7 @@ def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
             "pixels (raise it with --max-image-pixels)")
     segments = video.plan_segments(info, cfg.segment_frames)
     slim = dataclasses.replace(info, timestamps_s=())
-    return [WorkUnit(uri, iid, "video", seg, len(segments), slim) for seg in segments]
+    return [WorkUnit(uri, iid, "video", seg, len(segments), slim, version) for seg in segments]
 
 
 def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, FrameInput] | UnitStatus]:
@@ -38,7 +42,8 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
     carries the error so the rest of the segment is reported, not silently dropped.
     """
     if unit.kind == "image":
-        rgb = images.decode_image(storage.read_bytes(unit.source_uri), cfg.max_image_pixels)
+        with storage.open_for_read(unit.source_uri) as stream:
+            rgb = images.decode_image(stream, cfg.max_image_pixels)
         yield FrameKey(unit, 0, 0.0), FrameInput("image", rgb)
         yield UnitStatus(unit, 1, 1, frames_read=1)
         return
@@ -47,16 +52,21 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
     decoded = 0
     path = storage.local_copy(unit.source_uri)
     # closing(): ffmpeg is stopped as soon as this generator is, even if Beam abandons it
+    stalled = None
     with contextlib.closing(video.decode_frames(path, unit.info, seg)) as frames:
-        for offset, rgb in enumerate(frames):
-            decoded += 1
-            index = seg.start + offset
-            if index in wanted:
-                yield FrameKey(unit, index, seg.timestamps_s[offset]), FrameInput("video", rgb)
+        try:
+            for offset, rgb in enumerate(frames):
+                decoded += 1
+                index = seg.start + offset
+                if index in wanted:
+                    yield FrameKey(unit, index, seg.timestamps_s[offset]), FrameInput("video", rgb)
+        except video.VideoError as exc:  # a stalled decoder: the frames it gave are kept
+            stalled = str(exc)
     error = missing_from = None
     if decoded < seg.count:
         missing_from = seg.start + decoded
         error = (f"decoding stopped after {decoded} of {seg.count} frames "
-                 f"(frames {missing_from}..{seg.stop - 1} missing): truncated or corrupt")
+                 f"(frames {missing_from}..{seg.stop - 1} missing): "
+                 + (stalled or "truncated or corrupt"))
     done = len([i for i in wanted if i < seg.start + decoded])
     yield UnitStatus(unit, len(wanted), done, error, missing_from, frames_read=decoded)

@@ -79,6 +79,28 @@ def unit_errors(state: InputState) -> list[ErrorRecord]:
     return errors
 
 
+def missing_segment_videos(state: InputState, errors: list[ErrorRecord]) -> list[ErrorRecord]:
+    """A segment with frames but no mp4 must have said why (its encoder's error record);
+    one that did not lost its file to something else (another run, a hand), and the input
+    cannot be complete."""
+    if state.kind != "video":
+        return []
+    explained = {e.frame_start for e in errors if e.step == "encode"}
+    return [ErrorRecord(state.source_uri, state.input_id, "assemble",
+                        f"segment {w.unit.segment.index} (frames {w.unit.segment.start}.."
+                        f"{w.unit.segment.stop - 1}) has no video and no error saying why",
+                        w.unit.segment.start, w.unit.segment.stop)
+            for w in state.written
+            if w.frames and not w.segment_video and w.unit.segment.start not in explained]
+
+
+def planned_frames(unit: WorkUnit, cfg: RunConfig) -> list[int]:
+    """Every frame index the input's table and video must hold."""
+    if unit.kind != "video":
+        return [0]
+    return list(range(0, unit.info.frame_count, cfg.every_nth_frame))
+
+
 def assemble_video(state: InputState, cfg: RunConfig) -> tuple[str | None, list[ErrorRecord]]:
     """Join the video's segment mp4s (with the source's audio) into videos/<id>.mp4."""
     parts = sorted((w for w in state.written if w.segment_video), key=lambda w: w.unit.key)
@@ -86,14 +108,48 @@ def assemble_video(state: InputState, cfg: RunConfig) -> tuple[str | None, list[
         return None, []
     video_uri = cfg.layout.video(state.input_id)
     try:
-        _concat(parts, video_uri, parts[0].unit)
+        frames = _concat(parts, video_uri, parts[0].unit)
     except (video.VideoError, OSError) as exc:
         return None, [ErrorRecord(state.source_uri, state.input_id, "assemble",
                                   f"{type(exc).__name__}: {exc}")]
+    expected = len(planned_frames(parts[0].unit, cfg))
+    if frames != expected:
+        return video_uri, [ErrorRecord(state.source_uri, state.input_id, "verify",
+                                       f"the assembled video has {frames} frames, the plan "
+                                       f"{expected}")]
     return video_uri, []
 
 
-def _concat(parts: list[UnitWritten], video_uri: str, unit: WorkUnit) -> None:
+def check_coverage(state: InputState, cfg: RunConfig) -> list[ErrorRecord]:
+    """The input's table rows are exactly its planned frames: none missing, none twice."""
+    import pyarrow.parquet as pq
+
+    indices: list[int] = []
+    for uri in storage.list_files(cfg.layout.coverage_files(state.input_id)):
+        with storage.open_for_read(uri) as f:
+            indices += pq.read_table(f, columns=["frame_index"]).column(0).to_pylist()
+    expected = planned_frames(state.unit, cfg)
+    if sorted(indices) == expected:
+        return []
+    missing = sorted(set(expected) - set(indices))
+    extra = len(indices) - len(set(indices)) + len(set(indices) - set(expected))
+    return [ErrorRecord(state.source_uri, state.input_id, "verify",
+                        f"the coverage table has {len(indices)} rows for {len(expected)} planned "
+                        f"frames ({len(missing)} missing, {extra} duplicate or unplanned)")]
+
+
+def check_source(state: InputState) -> list[ErrorRecord]:
+    """The source is still the file the plan read (it was not replaced during the run)."""
+    unit = state.unit
+    if unit is None or not unit.source_version:
+        return []
+    if storage.source_identity(unit.source_uri) == unit.source:
+        return []
+    return [ErrorRecord(state.source_uri, state.input_id, "verify",
+                        "the source changed while it was being processed; a re-run redoes it")]
+
+
+def _concat(parts: list[UnitWritten], video_uri: str, unit: WorkUnit) -> int:
     with tempfile.TemporaryDirectory(prefix="beam_seg_join_") as tmp:
         locals_ = []
         for part in parts:
@@ -104,6 +160,7 @@ def _concat(parts: list[UnitWritten], video_uri: str, unit: WorkUnit) -> None:
         audio = storage.local_copy(unit.source_uri) if unit.info.has_audio else None
         video.concat_segments(locals_, out, audio, unit.info.audio_codec)
         storage.upload_file(out, video_uri)
+        return video.count_frames(out)
 
 
 def remove_stale_coverage(state: InputState, cfg: RunConfig) -> None:
@@ -131,22 +188,48 @@ def record_errors(state: InputState, errors: list[ErrorRecord], cfg: RunConfig) 
 def finish_input(state: InputState, cfg: RunConfig) -> dict:
     """Join a video's segments, record errors, then (only without errors) mark it done.
 
-    The done marker is written last, so a re-run skips finished inputs and retries failed
-    ones; the segment files it no longer needs go after it.
+    The done marker vouches only for what was checked: the video's frame count and the
+    table's rows against the plan, and the source against the one planned. It is written
+    last, so a re-run skips finished inputs and retries failed ones; the segment files it
+    no longer needs go after it. A storage failure on the way becomes an error record when
+    one can still be written, else the summary's `unrecorded` says why (exit code 4).
     """
+    try:
+        return _finish(state, cfg)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        log.error("%s: could not finish: %s", state.input_id, reason)
+        summary = _summary(state, cfg, None, [ErrorRecord(state.source_uri, state.input_id,
+                                                          "finish", reason)])
+        try:
+            record_errors(state, [*state.errors, ErrorRecord(state.source_uri, state.input_id,
+                                                             "finish", reason)], cfg)
+        except Exception as again:
+            summary["unrecorded"] = f"{type(again).__name__}: {again}"
+        return summary
+
+
+def _summary(state: InputState, cfg: RunConfig, video_uri: str | None,
+             errors: list[ErrorRecord]) -> dict:
+    return {"source_uri": state.source_uri, "input_id": state.input_id, "kind": state.kind,
+            "frames": state.frames, "errors": len(errors),
+            "video": cfg.layout.relative(video_uri) if video_uri else None,
+            "first_error": errors[0].reason if errors else None}
+
+
+def _finish(state: InputState, cfg: RunConfig) -> dict:
     errors = list(state.errors) + unit_errors(state)
+    errors += missing_segment_videos(state, errors)
     video_uri, assemble_errors = assemble_video(state, cfg)
     errors += assemble_errors
     remove_stale_coverage(state, cfg)
+    if not errors and state.unit is not None:
+        errors += check_coverage(state, cfg) + check_source(state)
     record_errors(state, errors, cfg)
-    layout = cfg.layout
-    summary = {"source_uri": state.source_uri, "input_id": state.input_id, "kind": state.kind,
-               "frames": state.frames, "errors": len(errors),
-               "video": layout.relative(video_uri) if video_uri else None,
-               "first_error": errors[0].reason if errors else None}
+    summary = _summary(state, cfg, video_uri, errors)
     if not errors:
-        markers.write_done_marker(state.input_id, summary, cfg)
+        markers.write_done_marker(state.input_id, summary, cfg, state.unit.source)
         if state.kind == "video":
-            storage.delete_tree(layout.segment_video_dir(state.input_id))
+            storage.delete_tree(cfg.layout.segment_video_dir(state.input_id))
     log.info("finished %s: %d frames, %d errors", state.source_uri, state.frames, len(errors))
     return summary

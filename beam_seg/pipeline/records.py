@@ -27,10 +27,15 @@ class WorkUnit:
     segment: Segment | None = None
     segment_count: int = 1
     info: VideoInfo | None = None  # without per-frame timestamps, to stay small
+    source_version: str = ""  # JSON of storage.source_identity at planning: markers record it
 
     @property
     def key(self) -> tuple[str, int]:
         return self.input_id, self.segment.index if self.segment else 0
+
+    @property
+    def source(self) -> dict:
+        return json.loads(self.source_version) if self.source_version else {}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 from apache_beam.transforms.window import GlobalWindows
 
+from beam_seg import storage
 from beam_seg.config import RunConfig
 from beam_seg.models import load_label_set, resolve
 from beam_seg.models.inference import DeepLabModelHandler
@@ -38,6 +39,7 @@ class _LabelSetDoFn(beam.DoFn):
         self.cfg = cfg
 
     def setup(self) -> None:
+        storage.set_deadline(self.cfg.storage_deadline)
         resolved = resolve(self.cfg.model, self.cfg.labels)
         self.model_name = resolved.name
         self.label_set = load_label_set(resolved.labels)
@@ -51,6 +53,9 @@ class DecodeUnit(beam.DoFn):
         self.cfg = cfg
         self.frames_decoded = Metrics.counter(NAMESPACE, "frames_decoded")
         self.segments_resumed = Metrics.counter(NAMESPACE, "segments_resumed")
+
+    def setup(self) -> None:
+        storage.set_deadline(self.cfg.storage_deadline)
 
     def process(self, unit):
         resumed = markers.resume_segment(unit, self.cfg)
@@ -124,6 +129,10 @@ class FinishInput(beam.DoFn):
         self.cfg = cfg
         self.inputs_done = Metrics.counter(NAMESPACE, "inputs_succeeded")
         self.inputs_failed = Metrics.counter(NAMESPACE, "inputs_failed")
+        self.inputs_unrecorded = Metrics.counter(NAMESPACE, "inputs_unrecorded")
+
+    def setup(self) -> None:
+        storage.set_deadline(self.cfg.storage_deadline)
 
     def process(self, element):
         input_id, grouped = element
@@ -131,6 +140,8 @@ class FinishInput(beam.DoFn):
                                   list(grouped["errors"]))
         summary = finish.finish_input(state, self.cfg)
         (self.inputs_failed if summary["errors"] else self.inputs_done).inc()
+        if summary.get("unrecorded"):
+            self.inputs_unrecorded.inc()  # not even its error records could be written
         yield summary
 
 
@@ -144,7 +155,8 @@ def _dead_letters(step: str):
 
 def _inference_dead_letters(bad):
     batch, exc = bad
-    info = (type(exc), exc, [])
+    # with_exception_handling hands over (type, repr, traceback lines), not the exception
+    info = exc if isinstance(exc, tuple) and len(exc) == 3 else (type(exc), exc, [])
     return [error_from_exception("inference", item, info) for item in batch]
 
 
