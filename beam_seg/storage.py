@@ -357,7 +357,8 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
         blob = _bounded(uri, _gcs_blob, uri)
         if blob is None:
             return None
-        return _bounded(uri, blob.download_as_bytes), str(blob.generation)
+        generation = blob.generation  # read first: a download may reset the blob's fields
+        return _bounded(uri, lambda: blob.download_as_bytes(if_generation_match=generation)), str(generation)
     data = read_bytes(uri) if exists(uri) else None
     return None if data is None else (data, hashlib.sha256(data).hexdigest())
 

@@ -82,7 +82,7 @@ def outage_reason(exc: BaseException) -> str | None:
         name = type(e).__name__
         if name in ("RetryError", "ConnectionError", "ConnectTimeout", "ReadTimeout",
                     "ServiceUnavailable", "GatewayTimeout", "TimeoutError"):
-            return f"{name}: {str(e)[:300]}"
+            return f"{name}: {str(e)[:160]}"
         details = getattr(e, "exception_details", None)  # Beam's BeamIOError wraps per path
         if isinstance(details, dict):
             stack += [d for d in details.values() if isinstance(d, BaseException)]

@@ -137,20 +137,96 @@ def running(scratch: Path, bucket: str = BUCKET) -> Iterator[Emulator]:
         proc.stdout.close()
 
 
-def _serve(bucket: str) -> None:
-    """The child: an in-memory emulator on a port the kernel picks (no race for a free port)."""
+class Restartable:
+    """An emulator that can be stopped mid-test and started again on the same port with the
+    objects it held (kept on disk): the outage a run must survive, then the recovery."""
+
+    def __init__(self, bucket: str, data_dir: Path):
+        self.bucket, self.data_dir, self.port = bucket, data_dir, 0
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def emulator(self) -> Emulator:
+        return Emulator(f"http://127.0.0.1:{self.port}", self.bucket)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, __file__, self.bucket, str(self.port),
+                                      str(self.data_dir)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], _STARTUP_TIMEOUT_S)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line.strip().isdigit():
+            raise RuntimeError(f"the GCS emulator did not start (said {line!r})")
+        self.port = int(line)
+
+    def stop(self) -> None:
+        """Stop the child: its port refuses connections until `start`."""
+        if self.proc is None:
+            return
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.proc = None
+
+
+@contextlib.contextmanager
+def restartable(scratch: Path, bucket: str = BUCKET) -> Iterator[Restartable]:
+    """Like `running`, with the emulator's objects on disk under `scratch` and its process
+    under the test's control (`stop()`, `start()`)."""
+    server = Restartable(bucket, scratch / "emulator-data")
+    server.start()
+    try:
+        with pytest.MonkeyPatch.context() as patch, _loopback_only():
+            for name, value in client_environment(server.emulator.endpoint, scratch).items():
+                patch.setenv(name, value)
+            yield server
+    finally:
+        server.stop()
+
+
+def _create_only_uploads(objects) -> None:
+    """GCS answers 412 to an upload with ifGenerationMatch=0 when the object exists (what
+    the output lock is created with); the emulator ignores the condition, so add it."""
+    from http import HTTPStatus
+
+    original = objects._multipart_upload
+
+    def guarded(request, response, storage):
+        if request.query.get("ifGenerationMatch") == ["0"]:
+            name = request.query.get("name", [request.data["meta"].get("name")])[0]
+            try:
+                storage.get_file_obj(request.params["bucket_name"], name)
+            except Exception:  # not there: create it
+                return original(request, response, storage)
+            response.status = HTTPStatus.PRECONDITION_FAILED
+            return None
+        return original(request, response, storage)
+
+    objects._multipart_upload = guarded
+
+
+def _serve(bucket: str, port: int = 0, data_dir: str | None = None) -> None:
+    """The child: an emulator on a port the kernel picks (no race for a free port), or on
+    `port` again after a restart; in memory, or on disk under `data_dir`."""
     import logging
     from functools import partial
     from http.server import HTTPServer
 
+    from gcp_storage_emulator.handlers import objects
     from gcp_storage_emulator.handlers.buckets import create_bucket
     from gcp_storage_emulator.server import RequestHandler
     from gcp_storage_emulator.storage import Storage
 
     logging.disable(logging.WARNING)  # it logs every request and "handled as string" notes
-    store = Storage(use_memory_fs=True)
-    create_bucket(bucket, store)
-    httpd = HTTPServer(("127.0.0.1", 0), partial(RequestHandler, store))
+    _create_only_uploads(objects)
+    store = Storage(use_memory_fs=data_dir is None, data_dir=data_dir)
+    with contextlib.suppress(Exception):  # a restarted emulator has it already
+        create_bucket(bucket, store)
+    httpd = HTTPServer(("127.0.0.1", port), partial(RequestHandler, store))
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     print(httpd.server_address[1], flush=True)
     deadline = time.monotonic() + MAX_SECONDS
@@ -165,4 +241,5 @@ def _serve(bucket: str) -> None:
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1] if len(sys.argv) > 1 else BUCKET)
+    _serve(sys.argv[1] if len(sys.argv) > 1 else BUCKET,
+           int(sys.argv[2]) if len(sys.argv) > 2 else 0, sys.argv[3] if len(sys.argv) > 3 else None)
