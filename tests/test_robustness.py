@@ -194,7 +194,9 @@ def test_a_segment_is_reused_only_when_its_options_cut_and_files_match(tmp_path)
     result = resume_segment(unit, cfg)
     assert result is not None
     assert (result.frames, result.segment_video) == (5, layout.segment_video("clip", 1))
-    assert resume_segment(unit, dataclasses.replace(cfg, alpha=0.7))  # other options is None
+    assert resume_segment(unit, dataclasses.replace(cfg, alpha=0.7)) is None  # other options
+    replaced = dataclasses.replace(unit, source_version='{"mtime_ns": 1, "size": 2}')
+    assert resume_segment(replaced, cfg) is None  # another version of the source
     assert resume_segment(unit, dataclasses.replace(cfg, overwrite=True)) is None
     recut = WorkUnit(str(clip), "clip", "video", plan_segments(info, 4)[1], 3, info)  # frames 4-7
     assert resume_segment(recut, cfg) is None
