@@ -13,7 +13,7 @@ commands:
   report    summarise a run's coverage table (terminal table, plots, HTML)
   eval      score label maps against Cityscapes-layout ground truth
 
-`beam-seg COMMAND --help` shows a command's options."""
+`beam-seg COMMAND --help` shows a command's options; `beam-seg --version` the version."""
 
 
 def models_main(argv: list[str]) -> int:
@@ -34,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        from beam_seg import __version__
+
+        print(f"beam-seg {__version__}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command == "segment":
         from beam_seg.job.launch import run

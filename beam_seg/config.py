@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from beam_seg import __version__, naming
+from beam_seg.media import images
 from beam_seg.models import DEFAULT_MODEL
 from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
 from beam_seg.models.tiling import TileSettings
@@ -68,6 +69,11 @@ def option(default: Any, help: str, *, shapes_output: bool, **argparse_kwargs: A
     return field(default=default, metadata=metadata)
 
 
+def internal(default: Any, help: str) -> Any:
+    """A RunConfig field the launcher sets for the workers; not an option, never output-shaping."""
+    return field(default=default, metadata={"help": help, "shapes_output": False, "internal": True})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A segment run's options, fixed at launch and shipped to every worker."""
@@ -104,9 +110,9 @@ class RunConfig:
                         shapes_output=True, action="store_true")
     resize_mode: str = option("stretch", "single pass (--quality fast): fit frames by stretching "
                               "or by padding", shapes_output=True, choices=RESIZE_MODES)
-    max_image_pixels: int = option(80_000_000, "refuse images and video frames with more pixels "
-                                   "than this (decompression-bomb guard)", shapes_output=False,
-                                   type=positive_int)
+    max_image_pixels: int = option(images.DEFAULT_MAX_PIXELS, "refuse images and video frames "
+                                   "with more pixels than this (decompression-bomb guard)",
+                                   shapes_output=False, type=positive_int)
     batch_size: int = option(1, "frames per inference batch", shapes_output=False,
                              type=positive_int)
     threads: int | None = option(None, "threads per TFLite interpreter (default: the worker's "
@@ -126,12 +132,14 @@ class RunConfig:
                                      shapes_output=False, type=positive_float, metavar="S")
     verbose: bool = option(False, "also show Beam's own log lines and the files a folder scan "
                            "skipped", shapes_output=False, action="store_true")
+    progress_dir: str | None = internal(None, "where local workers keep their progress counters")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunConfig:
         from beam_seg import storage
 
-        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if not f.metadata.get("internal")}
         values["output"] = storage.absolute(values["output"])
         return cls(**values)
 
@@ -178,6 +186,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     """One `--flag` per RunConfig field, with its default shown in the help."""
     for f in dataclasses.fields(RunConfig):
         meta = f.metadata
+        if meta.get("internal"):
+            continue
         kwargs = dict(meta["argparse"])
         help_text = meta["help"]
         if f.default not in (None, False) and not kwargs.get("required"):
@@ -186,4 +196,4 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def option_names() -> list[str]:
-    return [flag(f.name) for f in dataclasses.fields(RunConfig)]
+    return [flag(f.name) for f in dataclasses.fields(RunConfig) if not f.metadata.get("internal")]

@@ -67,6 +67,7 @@ def reported(run):
 # --------------------------------------------------------------------------- terminal table
 
 
+@pytest.mark.real_model
 def test_terminal_table_lists_each_input(reported):
     _, stdout = reported
     lines = stdout.splitlines()
@@ -91,6 +92,7 @@ def _pixels_of(image: np.ndarray, color) -> int:
     return int(np.all(image[..., :3] == np.asarray(color, np.uint8), axis=-1).sum())
 
 
+@pytest.mark.real_model
 def test_plots_use_the_label_colours(reported):
     out, _ = reported
     names = sorted(p.name for p in (out / "report").iterdir())
@@ -123,6 +125,7 @@ class _Images(HTMLParser):
             self.external.append(tag)
 
 
+@pytest.mark.real_model
 def test_html_report_is_self_contained(reported):
     out, _ = reported
     page = (out / "report" / "report.html").read_text(encoding="utf-8")
@@ -141,6 +144,7 @@ def test_html_report_is_self_contained(reported):
     assert "<table" in page and "Coverage over time" in page
 
 
+@pytest.mark.real_model
 def test_html_option_sets_the_page_path(run, tmp_path):
     target = tmp_path / "elsewhere" / "summary.html"
     code, stdout, _ = _run_report(str(run), "--html", str(target))
@@ -234,6 +238,7 @@ def _title(block: str) -> str:
     return first[3:]
 
 
+@pytest.mark.real_model
 def test_docs_duckdb_queries_run_on_a_real_output(run):
     queries = {_title(b): b.replace("'out/", f"'{run}/") for b in _blocks("sql")}
     assert len(queries) >= 4
@@ -317,6 +322,7 @@ def gcs_bucket(monkeypatch):
         proc.wait(10)
 
 
+@pytest.mark.real_model
 def test_report_and_eval_read_a_gcs_output(gcs_bucket, tmp_path):
     from beam_seg import storage
     from beam_seg.analytics.evaluate import evaluate

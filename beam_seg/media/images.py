@@ -1,5 +1,8 @@
 """Still-image decoding into RGB uint8, for any mode Pillow reads, with a bounded pixel count.
 
+An animated GIF is an image: its first frame is segmented (a GIF's palette and timing
+make a poor video source, and its first frame is what a viewer sees as its picture).
+
 Pillow's own decompression-bomb guard only warns below 2x its limit; we check the
 declared size before decoding so a 100k x 100k PNG costs a header read, not 30 GB.
 """
@@ -42,6 +45,11 @@ def to_rgb_uint8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def _head(stream: BinaryIO) -> bytes:
+    stream.seek(0)
+    return stream.read(8)
+
+
 def decode_image(data: bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes (or a seekable stream, read only as far as needed) to RGB
     uint8, refusing images above `max_pixels` from their header."""
@@ -52,13 +60,14 @@ def decode_image(data: bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(str(exc)) from None
     except Image.UnidentifiedImageError:
-        raise Image.UnidentifiedImageError("cannot identify image file: not an image in a "
-                                           "format Pillow reads") from None
+        head = data[:8] if isinstance(data, bytes) else _head(data)
+        raise ValueError(f"not a readable image (starting {head!r})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"image is {width}x{height} = {width * height} pixels, over the limit of "
             f"{max_pixels} (raise it with --max-image-pixels)"
         )
+    image.seek(0)  # the first frame of an animated GIF, WebP or multi-page TIFF
     image.load()
     return to_rgb_uint8(image)
