@@ -355,10 +355,9 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
             return None
     if uri.startswith("gs://"):
         blob = _bounded(uri, _gcs_blob, uri)
-        if blob is None:
-            return None
-        generation = blob.generation  # read first: a download may reset the blob's fields
-        return _bounded(uri, lambda: blob.download_as_bytes(if_generation_match=generation)), str(generation)
+        generation = blob.generation if blob else None  # first: a download resets the fields
+        return None if blob is None else (_bounded(
+            uri, lambda: blob.download_as_bytes(if_generation_match=generation)), str(generation))
     data = read_bytes(uri) if exists(uri) else None
     return None if data is None else (data, hashlib.sha256(data).hexdigest())
 

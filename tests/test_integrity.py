@@ -20,6 +20,8 @@ from beam_seg.media.video import count_frames, ffmpeg_exe
 from conftest import DATA, ROOT, make_index_video
 from pipeline_helpers import coverage, segment
 
+pytestmark = pytest.mark.real_model  # the second tier: runs the real model
+
 BEAM_SEG = [sys.executable, "-m", "beam_seg.cli", "segment"]
 STILL = DATA / "images" / "dashcam" / "vehicle_test2.jpg"
 FAST = ("--quality", "fast")
@@ -78,7 +80,7 @@ def test_two_runs_started_together_one_writes_the_other_refuses(clip, tmp_path):
     (_, _, refused), = [r for r in results if r[0] == 2]
     assert "Traceback" not in refused
     (line,) = error_lines(refused)
-    assert "another run is writing to" in line and f"pid " in line, line
+    assert "another run is writing to" in line and "pid " in line, line
     assert not (out / "_lock.json").exists()  # released by the run that held it
     assert_same_outputs(out, reference)
     assert segment([clip, STILL], out, "--segment-frames", "10", *FAST) == 0  # a plain re-run

@@ -107,10 +107,10 @@ def test_a_stalled_encoder_is_killed_with_a_reason(tmp_path):
     os.mkfifo(fifo)
     frame = np.zeros((192, 320, 3), np.uint8)
     started = time.monotonic()
-    with pytest.raises(video.VideoError, match="encoder stalled"):
-        with video.VideoWriter(str(fifo), 320, 192, Fraction(25), stall_timeout_s=1.0) as writer:
-            for _ in range(200):
-                writer.write(frame)
+    writer = video.VideoWriter(str(fifo), 320, 192, Fraction(25), stall_timeout_s=1.0)
+    with pytest.raises(video.VideoError, match="encoder stalled"), writer:
+        for _ in range(200):
+            writer.write(frame)
     assert time.monotonic() - started < 15
 
 
