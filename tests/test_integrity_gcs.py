@@ -1,0 +1,136 @@
+"""A storage outage mid-run, against a real GCS emulator that is stopped and started again:
+the run ends within its --storage-deadline with one line and exit 4, and a plain re-run
+afterwards ends byte-identical to a clean run. Also the output lock on a bucket."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from beam_seg import storage
+from beam_seg.job.exits import UsageError
+from beam_seg.job.lock import OutputLock
+from beam_seg.storage_limits import DEFAULT_DEADLINE_S
+
+import gcs_emulator
+from conftest import ROOT, make_index_video
+from pipeline_helpers import segment
+
+pytestmark = pytest.mark.real_model  # the second tier: runs the real model
+
+FAST = ("--quality", "fast", "--segment-frames", "10")
+
+
+def _tree(prefix: str) -> dict[str, bytes]:
+    """Every object under a gs:// prefix, by name below it."""
+    base = prefix.rstrip("/") + "/"
+    return {uri[len(base):]: storage.read_bytes(uri) for uri in storage.list_files(base + "**")}
+
+
+def test_an_emulator_stopped_mid_run_fails_fast_and_a_rerun_completes(tmp_path):
+    clip = make_index_video(tmp_path / "clip.mp4", 60, width=320, height=192)
+    with gcs_emulator.restartable(tmp_path / "gcs") as server:
+        bucket = server.emulator
+        source = bucket.upload(clip, bucket.uri("in", "clip.mp4"))
+        reference, out = bucket.uri("reference"), bucket.uri("out")
+        assert segment([source], reference, *FAST) == 0
+
+        run = subprocess.Popen([sys.executable, "-m", "beam_seg.cli", "segment", source, "--output",
+                                out, *FAST, "--storage-deadline", "5"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while not storage.list_files(out + "/_work/**.json"):
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.2)
+        server.stop()
+        stopped = time.monotonic()
+        _, stderr = run.communicate(timeout=300)
+        took = time.monotonic() - stopped
+        assert run.returncode == 4, stderr[-3000:]
+        assert "Traceback" not in stderr, stderr[-3000:]
+        (line,) = [x for x in stderr.splitlines() if x.startswith("beam-seg: error:")]
+        assert f"cannot write to {out}" in line, line
+        assert took < 60, f"the run took {took:.0f} s to give up with a 5 s storage deadline"
+
+        server.start()
+        storage.reset_outage()
+        assert segment([source], out, *FAST) == 0  # takes the dead run's lock over, resumes
+        assert _tree(out) == _tree(reference)
+
+
+def test_the_lock_on_a_bucket_is_exclusive_and_names_its_holder(tmp_path):
+    with gcs_emulator.running(tmp_path / "gcs") as bucket:
+        root = bucket.uri("out")
+        first = OutputLock(root)
+        first.acquire()
+        try:
+            holder = json.loads(storage.read_bytes(root + "/_lock.json"))
+            assert holder["pid"] == first.holder.pid and holder["host"] == first.holder.host
+            with pytest.raises(UsageError, match="another run is writing to"):
+                OutputLock(root).acquire()
+        finally:
+            first.release()
+        assert not storage.exists(root + "/_lock.json")
+        # a lock from another host whose lease ran out is taken over
+        stale = {**json.loads(first._record()), "host": "elsewhere", "token": "old",
+                 "expires": time.time() - 1}
+        storage.write_bytes(root + "/_lock.json", json.dumps(stale).encode())
+        second = OutputLock(root)
+        second.acquire()
+        assert json.loads(storage.read_bytes(root + "/_lock.json"))["token"] == second.holder.token
+        second.release()
+        # ... and one whose lease still runs is not
+        storage.write_bytes(root + "/_lock.json", json.dumps({**stale, "expires": time.time() + 60}).encode())
+        with pytest.raises(UsageError, match=r"pid .* on elsewhere"):
+            OutputLock(root).acquire()
+
+
+def test_storage_calls_give_up_within_the_deadline(tmp_path):
+    """With the store gone a call fails in about the deadline (the GCS client alone retries
+    for two minutes), and later calls of the process fail at once."""
+    with gcs_emulator.restartable(tmp_path / "gcs") as server:
+        uri = server.emulator.uri("x")
+        storage.write_bytes(uri, b"x")
+        server.stop()
+        storage.reset_outage()
+        storage.set_deadline(3)
+        try:
+            started = time.monotonic()
+            with pytest.raises(storage.StorageUnavailable):
+                storage.read_bytes(uri)
+            assert time.monotonic() - started < 10
+            started = time.monotonic()
+            with pytest.raises(storage.StorageUnavailable, match="storage unavailable"):
+                storage.write_bytes(uri, b"y")
+            assert time.monotonic() - started < 0.5
+            assert storage.outage() is not None
+        finally:
+            storage.set_deadline(DEFAULT_DEADLINE_S)
+            storage.reset_outage()
+
+
+def test_local_lock_takeover_and_refusal(tmp_path):
+    root = str(tmp_path / "out")
+    lock = OutputLock(root)
+    lock.acquire()
+    try:
+        with pytest.raises(UsageError, match=r"another run is writing to .*pid \d+ on "):
+            OutputLock(root).acquire()
+    finally:
+        lock.release()
+    # a lock of a process that is gone (a pid that exited) is taken over
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = {**json.loads(lock._record()), "pid": dead.pid, "token": "old", "process_start": None}
+    Path(root, "_lock.json").write_text(json.dumps(stale))
+    again = OutputLock(root)
+    again.acquire()
+    assert json.loads(Path(root, "_lock.json").read_text())["token"] == again.holder.token
+    again.release()
+    assert not Path(root, "_lock.json").exists()
