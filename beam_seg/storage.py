@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_seg.storage_limits import (  # noqa: F401  (part of storage's interface)
     StorageUnavailable,
     bounded,
+    note_local_failure,
     outage,
     outage_reason,
     reset_outage,
@@ -100,6 +101,9 @@ def open_for_write(uri: str) -> Iterator:
             with open(tmp, "wb") as f:
                 yield f
             os.replace(tmp, path)
+        except OSError as exc:
+            note_local_failure(uri, exc)
+            raise
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
@@ -288,16 +292,16 @@ def source_identity(uri: str) -> dict:
     return {"size": matched[0].size_in_bytes, "updated": matched[0].last_updated_in_seconds}
 
 
-def _gcs_bucket(uri: str):
+def _gcs_ref(uri: str):
+    """A google-cloud-storage Blob handle through Beam's client (nothing fetched yet)."""
     from apache_beam.io.gcp import gcsio
-
     bucket, name = gcsio.parse_gcs_path(uri)
-    return gcsio.GcsIO().client.bucket(bucket), name
+    return gcsio.GcsIO().client.bucket(bucket).blob(name)
 
 
 def _gcs_blob(uri: str):
-    bucket, name = _gcs_bucket(uri)
-    return bucket.get_blob(name)
+    ref = _gcs_ref(uri)
+    return ref.bucket.get_blob(ref.name)
 
 
 # --- Exclusive files (the output lock) ---------------------------------------------------
@@ -325,18 +329,17 @@ def create_exclusive(uri: str, data: bytes) -> bool:
                 os.remove(tmp)
     if uri.startswith("gs://"):
         return _bounded(uri, _gcs_create_if_absent, uri, data)
-    if exists(uri):
-        return False
-    write_bytes(uri, data)
-    return True
+    if not exists(uri):
+        write_bytes(uri, data)
+        return True
+    return False
 
 
 def _gcs_create_if_absent(uri: str, data: bytes) -> bool:
     from google.api_core import exceptions
 
-    bucket, name = _gcs_bucket(uri)
     try:
-        bucket.blob(name).upload_from_string(data, if_generation_match=0)
+        _gcs_ref(uri).upload_from_string(data, if_generation_match=0)
         return True
     except exceptions.PreconditionFailed:
         return False
@@ -384,11 +387,8 @@ def delete_if_version(uri: str, version: str) -> bool:
         return False
     if uri.startswith("gs://"):
         from google.api_core import exceptions
-
-        bucket, name = _gcs_bucket(uri)
-        blob = bucket.blob(name)
         try:
-            _bounded(uri, lambda: blob.delete(if_generation_match=int(version)))
+            _bounded(uri, lambda: _gcs_ref(uri).delete(if_generation_match=int(version)))
             return True
         except (exceptions.PreconditionFailed, exceptions.NotFound):
             return False

@@ -39,6 +39,20 @@ def reset_outage() -> None:
     """Forget an earlier run's outage (the launcher of a new run, in the same process)."""
     global _outage
     _outage = None
+    _noted.clear()
+
+
+_noted: set[int] = set()
+
+
+def note_local_failure(uri: str, exc: OSError) -> None:
+    """A local write failed because the disk did (full, read-only): say so once, at once.
+    Local calls fail fast by themselves, so nothing is tripped."""
+    reason = outage_reason(exc)
+    if reason is not None and exc.errno not in _noted:
+        _noted.add(exc.errno)
+        log.error("beam-seg: cannot write to %s (%s); the files that do not fit become error "
+                  "records while those can be written, and a re-run resumes", uri, reason)
 
 
 def set_deadline(seconds: float) -> None:

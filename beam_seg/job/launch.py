@@ -122,8 +122,22 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, 
     if summary["unrecorded"]:
         raise CannotWrite(f"cannot write to {cfg.layout.root}: {summary['unrecorded']} inputs "
                           "failed and not even their error records could be written ("
-                          f"{storage.outage() or 'see the log above'}); a re-run resumes")
+                          f"{_write_failure(cfg)}); a re-run resumes")
     return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
+
+
+def _write_failure(cfg: RunConfig) -> str:
+    """Why OUT cannot be written now, for the exit-4 line: the outage this process saw, else
+    what a fresh write says."""
+    if storage.outage():
+        return storage.outage()
+    probe = storage.join(cfg.layout.root, ".beam_seg_write_check")
+    try:
+        storage.write_bytes(probe, b"ok")
+        storage.delete(probe)
+    except Exception as exc:
+        return storage.outage_reason(exc) or f"{type(exc).__name__}: {exc}"
+    return "it is writable again; see the log above"
 
 
 def _run_pipeline(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
