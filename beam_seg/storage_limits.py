@@ -49,6 +49,8 @@ def note_local_failure(uri: str, exc: OSError) -> None:
     """A local write failed because the disk did (full, read-only): say so once, at once.
     Local calls fail fast by themselves, so nothing is tripped."""
     reason = outage_reason(exc)
+    if uri.endswith(".beam_seg_write_check"):
+        return  # the launcher's writability probe reports its own failure
     if reason is not None and exc.errno not in _noted:
         _noted.add(exc.errno)
         log.error("beam-seg: cannot write to %s (%s); the files that do not fit become error "
