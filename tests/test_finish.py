@@ -20,6 +20,14 @@ def _unit(index: int, start: int, count: int, segments: int = 3) -> WorkUnit:
     return WorkUnit("/in/clip.mp4", "clip-1", "video", seg, segments, INFO)
 
 
+def _write_table(uri: str, frame_indices: list[int]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    Path(uri).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"frame_index": frame_indices}), uri)
+
+
 def test_units_that_never_finished_and_frames_without_outputs_are_errors():
     units = [_unit(0, 0, 10), _unit(1, 10, 10), _unit(2, 20, 10)]
     statuses = [UnitStatus(u, 10, 10, frames_read=10) for u in units[:2]]
@@ -50,6 +58,7 @@ def test_an_input_with_errors_gets_records_and_no_done_marker_and_a_clean_one_th
     assert not os.path.exists(cfg.layout.done_marker("a-1"))
 
     clean = finish.InputState("a-1", [UnitStatus(image, 1, 1, frames_read=1)], [UnitWritten(image, 1)])
+    _write_table(cfg.layout.coverage("a-1", 0), [0])  # a done marker vouches for the row it checks
     summary = finish.finish_input(clean, cfg)
     assert summary["errors"] == 0 and summary["frames"] == 1
     assert not os.path.exists(errors_file)  # a clean re-run leaves no stale record

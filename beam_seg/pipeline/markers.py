@@ -67,12 +67,14 @@ def resume_segment(unit: WorkUnit, cfg: RunConfig) -> UnitWritten | None:
     return UnitWritten(unit, int(marker["frames"]), video_uri, resumed=True)
 
 
-def write_done_marker(input_id: str, summary: dict, cfg: RunConfig, source: dict) -> None:
+def write_done_marker(input_id: str, summary: dict, cfg: RunConfig,
+                      source: dict | None = None) -> None:
     """The input is finished: what it made, the options it was made with (a re-run with
     other options must not take these outputs for its own) and the source's identity (a
     re-run redoes an input whose source has changed since)."""
-    marker = {**summary, "fingerprint": cfg.fingerprint, "options": cfg.output_options(),
-              "source": source}
+    marker = {**summary, "fingerprint": cfg.fingerprint, "options": cfg.output_options()}
+    if source is not None:
+        marker["source"] = source
     storage.write_bytes(cfg.layout.done_marker(input_id),
                         json.dumps(marker, sort_keys=True, default=str).encode())
 
