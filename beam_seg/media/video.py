@@ -98,7 +98,8 @@ _DISCARD = 0x4  # AV_PKT_FLAG_DISCARD: a packet an edit list cuts away (decoded,
 
 def _stream_header(path: str) -> str:
     """ffmpeg's description of the input's streams (it exits 1 as no output is given)."""
-    return run([*input_args(path)], timeout=PROBE_TIMEOUT_S).stderr.decode("utf-8", "replace")
+    # reading a header (and, below, decoding one frame) never takes long: a hang is a stall
+    return run([*input_args(path)], timeout=STALL_TIMEOUT_S).stderr.decode("utf-8", "replace")
 
 
 def _video_stream_block(header: str) -> list[str]:
@@ -161,7 +162,7 @@ def _decoded_format(path: str) -> tuple[int, int, Fraction]:
     """Size and sample aspect of the frames the decoder gives, rotation applied: what
     `decode_frames` will read, whatever the container's headers claim."""
     proc = run([*input_args(path), "-map", "0:V:0", "-frames:v", "1", "-f", "framecrc", "-"],
-                timeout=PROBE_TIMEOUT_S)
+                timeout=STALL_TIMEOUT_S)
     out = proc.stdout.decode("ascii", "replace")
     dims = _DIMENSIONS.search(out)
     if not dims or "\n0," not in out:
