@@ -190,7 +190,9 @@ def restartable(scratch: Path, bucket: str = BUCKET) -> Iterator[Restartable]:
 
 def _create_only_uploads(objects) -> None:
     """GCS answers 412 to an upload with ifGenerationMatch=0 when the object exists (what
-    the output lock is created with); the emulator ignores the condition, so add it."""
+    the output lock is created with), and to a delete whose ifGenerationMatch is not the
+    object's generation (how a stale lock is removed); the emulator ignores both
+    conditions, so add them."""
     from http import HTTPStatus
 
     original = objects._multipart_upload
@@ -207,6 +209,26 @@ def _create_only_uploads(objects) -> None:
         return original(request, response, storage)
 
     objects._multipart_upload = guarded
+
+    def guarded_delete(request, response, storage, *args, **kwargs):
+        wanted = request.query.get("ifGenerationMatch")
+        if wanted:
+            try:
+                obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+            except Exception:  # gone already
+                response.status = HTTPStatus.NOT_FOUND
+                return None
+            if str(obj.get("generation")) != wanted[0]:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                return None
+        return original_delete(request, response, storage, *args, **kwargs)
+
+    from gcp_storage_emulator import server
+
+    original_delete = objects.delete
+    server.HANDLERS = tuple((regex, {method: guarded_delete if fn is original_delete else fn
+                                     for method, fn in handlers.items()})
+                            for regex, handlers in server.HANDLERS)
 
 
 def _serve(bucket: str, port: int = 0, data_dir: str | None = None) -> None:

@@ -91,6 +91,28 @@ def test_the_lock_on_a_bucket_is_exclusive_and_names_its_holder(tmp_path):
             OutputLock(root).acquire()
 
 
+def test_a_stale_lock_is_removed_only_if_it_is_still_the_version_judged(tmp_path):
+    """Two runs taking over one stale lock: the second one's delete must not remove the lock
+    the first one has just created in its place."""
+    with gcs_emulator.running(tmp_path / "gcs") as bucket:
+        uri = bucket.uri("out", "_lock.json")
+        assert storage.create_exclusive(uri, b"stale")
+        assert not storage.create_exclusive(uri, b"second")
+        _, judged = storage.read_versioned(uri)
+        storage.write_bytes(uri, b"the first taker's lock")  # a new generation
+        assert not storage.delete_if_version(uri, judged)
+        assert storage.read_bytes(uri) == b"the first taker's lock"
+        _, current = storage.read_versioned(uri)
+        assert storage.delete_if_version(uri, current) and not storage.exists(uri)
+    local = tmp_path / "local" / "_lock.json"
+    assert storage.create_exclusive(str(local), b"stale")
+    _, judged = storage.read_versioned(str(local))
+    time.sleep(0.01)
+    storage.write_bytes(str(local), b"the first taker's lock")
+    assert not storage.delete_if_version(str(local), judged)
+    assert local.read_bytes() == b"the first taker's lock"
+
+
 def test_storage_calls_give_up_within_the_deadline(tmp_path):
     """With the store gone a call fails in about the deadline (the GCS client alone retries
     for two minutes), and later calls of the process fail at once."""
