@@ -275,12 +275,12 @@ def list_files(pattern: str) -> list[str]:
 # --- Source identity -------------------------------------------------------------------
 
 def source_identity(uri: str) -> dict:
-    """What says an input is still the file an earlier run read: size and mtime locally,
+    """What says an input is still the file an earlier run read: size, mtime, inode locally,
     generation and crc32c on GCS (a re-upload of the same bytes is a new generation),
     size and update time elsewhere. Markers record it; a change redoes the input."""
     if is_local(uri):
-        st = os.stat(_local_path(uri))
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        st = os.stat(_local_path(uri))  # the inode: `mv other clip.mp4` with an old mtime
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
     if uri.startswith("gs://"):
         blob = _bounded(uri, _gcs_blob, uri)
         if blob is None:

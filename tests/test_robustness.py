@@ -75,7 +75,7 @@ def mixed_run(mixed_inputs, tmp_path_factory):
 def test_bad_inputs_become_error_records_and_exit_3(mixed_inputs, mixed_run):
     code, out = mixed_run
     assert code == 3
-    expected_reasons = {"zero": "empty", "text": "cannot identify image", "audio": "no video stream"}
+    expected_reasons = {"zero": "empty", "text": "not a readable image", "audio": "no video stream"}
     for name, fragment in expected_reasons.items():
         (record,) = _errors(out, mixed_inputs[name])
         assert fragment in record["reason"], record

@@ -105,7 +105,7 @@ def summary_lines(summary: dict, cfg: RunConfig, model_name: str) -> list[str]:
     if summary["source_changed"] or summary["segments_source_changed"]:
         lines.append(f"redone       {summary['source_changed']} finished inputs and "
                      f"{summary['segments_source_changed']} video segments: their source "
-                     "changed since they were made (size/mtime, or GCS generation)")
+                     "changed since they were made (size/mtime/inode, or GCS generation)")
     if summary["failed"]:
         lines.append(f"errors       {storage.join(layout.root, 'errors')}/<input id>.jsonl")
     if summary["ignored_files"]:

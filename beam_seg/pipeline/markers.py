@@ -39,7 +39,7 @@ def resume_segment(unit: WorkUnit, cfg: RunConfig) -> UnitWritten | None:
     None when the segment has to be done (again).
 
     Reused only when the earlier run had the same options (fingerprint), the same source
-    (size and mtime, or GCS generation and crc32c) and the same cut of the video, its
+    (size, mtime and inode, or GCS generation and crc32c) and the same cut of the video, its
     marker says every planned frame was written without error, and its mp4 and coverage
     file are still there. --overwrite never reuses anything.
     """
