@@ -97,6 +97,15 @@ def exists(uri: str) -> bool:
     return os.path.exists(local_path(uri))
 
 
+def delete(uri: str) -> None:
+    """Remove one file if it exists."""
+    if not is_local(uri):
+        _storage().delete(uri)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(local_path(uri))
+
+
 def is_dir(uri: str) -> bool:
     """A local directory; any remote prefix counts as one (object stores have no directories)."""
     return not is_local(uri) or os.path.isdir(local_path(uri))

@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-FRACTION_PREFIX = "frac_"
-IGNORE_COLUMN = "frac_ignore"
-COUNT_PREFIX = "n_"
+from beam_seg import files
+from beam_seg.analytics.coverage import FRACTION_PREFIX, IGNORE_COLUMN
+from beam_seg.analytics.regions import COUNT_PREFIX
 
 DEFAULT_ENTER = 0.005
 DEFAULT_EXIT = 0.002
@@ -134,6 +134,22 @@ def read_tables(blobs: Iterable[bytes]) -> pa.Table:
     """One table from several Parquet files' bytes (an input's coverage segments)."""
     tables = [pq.read_table(io.BytesIO(b)) for b in blobs]
     return pa.concat_tables(tables, promote_options="default") if tables else pa.table({})
+
+
+def write_input_events(coverage_pattern: str, events_uri: str, settings: EventSettings) -> int:
+    """Derive one input's events from its coverage files as they now stand and write them to
+    `events_uri` (a file with no rows when nothing is present); returns how many there are.
+
+    Called when the input is finished, after stale coverage files are gone, so a resumed or
+    repeated run derives them from exactly the rows the table holds.
+    """
+    uris = files.list_files(coverage_pattern)
+    if not uris:
+        files.delete(events_uri)
+        return 0
+    events = derive_events(read_tables(files.read_bytes(u) for u in uris), settings)
+    files.write_bytes(events_uri, parquet_bytes(events))
+    return events.num_rows
 
 
 # --------------------------------------------------------------------------- Foxglove
