@@ -39,7 +39,9 @@ def open_page(html: Path, width: int = 1200, height: int = 900) -> Iterator[tupl
             page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}")
                     if m.type in ("error", "warning") else None)
             page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: errors.append(f"failed to load {r.url}"))
+            # a media request the player itself cancels (a seek) is ERR_ABORTED, not an error
+            page.on("requestfailed", lambda r: errors.append(f"failed to load {r.url}: {r.failure}")
+                    if r.failure != "net::ERR_ABORTED" else None)
             page.goto(html.resolve().as_uri())
             yield page, errors
         finally:

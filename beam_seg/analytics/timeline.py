@@ -101,14 +101,30 @@ def _event_title(lane: Lane, event: dict) -> str:
     return text
 
 
+def _bars(drive: Drive, events: Sequence[dict]) -> list[list[dict]]:
+    """Events grouped into the bars drawn for them: events less than one SVG unit apart
+    (1/1000 of the video) share a bar, so a long drive with thousands of short events
+    still makes a small page."""
+    gap = drive.span_s / WIDTH
+    bars: list[list[dict]] = []
+    for event in sorted(events, key=lambda e: e["start_s"]):
+        if bars and event["start_s"] - (bars[-1][-1]["end_s"] + drive.step_s) < gap:
+            bars[-1].append(event)
+        else:
+            bars.append([event])
+    return bars
+
+
 def _lane_html(drive: Drive, lane: Lane) -> str:
     marks = []
-    for event in lane.events:
-        left = (event["start_s"] - drive.t0) / drive.span_s
-        width = (event["end_s"] - event["start_s"] + drive.step_s) / drive.span_s
+    for bar in _bars(drive, lane.events):
+        first, last = bar[0], bar[-1]
+        left = (first["start_s"] - drive.t0) / drive.span_s
+        width = (last["end_s"] - first["start_s"] + drive.step_s) / drive.span_s
+        title = (_event_title(lane, first) if len(bar) == 1 else
+                 f"{lane.name}: {len(bar)} events, {first['start_s']:.2f}–{last['end_s']:.2f} s")
         marks.append(f'<span class="ev" style="left:{100 * left:.3f}%;width:{100 * width:.3f}%;'
-                     f'background:{hex_color(lane.color)}" '
-                     f'title="{html.escape(_event_title(lane, event))}"></span>')
+                     f'background:{hex_color(lane.color)}" title="{html.escape(title)}"></span>')
     return f'<div class="lane">{"".join(marks)}</div>'
 
 
