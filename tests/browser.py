@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import sync_playwright  # a dev dependency (make install)
 
 BROWSER_ENV = "BEAM_SEG_CHROMIUM"
@@ -46,3 +47,9 @@ def open_page(html: Path, width: int = 1200, height: int = 900) -> Iterator[tupl
             yield page, errors
         finally:
             browser.close()
+
+
+def keep_screenshot(shot: Path, target: Path) -> None:
+    """Copy a screenshot for the docs as a small palette PNG (256 colours)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    Image.open(shot).convert("RGB").quantize(256).save(target, optimize=True)

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from beam_seg.analytics.coverage import schema_for
 from beam_seg.labels import CITYSCAPES
 from beam_seg.media import video
 
-from browser import open_page
+from browser import keep_screenshot, open_page
 from conftest import DATA, ROOT
 from pipeline_helpers import segment
 
@@ -203,7 +202,7 @@ def test_the_report_plays_each_drive_in_a_browser(reported, tmp_path):
         highway.screenshot(path=str(shot))
     assert shot.stat().st_size > 20_000
     if keep := os.environ.get(SCREENSHOT_ENV):  # docs/report.png is made this way
-        shutil.copyfile(shot, ROOT / keep)
+        keep_screenshot(shot, ROOT / keep)
 
 
 # --------------------------------------------------------------------------- regions and events

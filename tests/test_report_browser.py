@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from beam_seg.analytics import coverage, events, regions
 from beam_seg.labels import CITYSCAPES
 from beam_seg.media import render, video
 
-from browser import open_page
+from browser import keep_screenshot, open_page
 from conftest import ROOT
 
 FPS, FRAMES, WIDTH, HEIGHT = 10, 30, 320, 180
@@ -106,7 +105,7 @@ def test_the_page_plays_the_video_beside_its_timeline(report_page, tmp_path):
         assert not errors, errors
     assert shot.stat().st_size > 10_000
     if keep := os.environ.get(SCREENSHOT_ENV):
-        shutil.copyfile(shot, ROOT / keep)  # an absolute path stays absolute
+        keep_screenshot(shot, ROOT / keep)  # an absolute path stays absolute
 
 
 def test_a_click_on_an_event_lands_inside_it(report_page):
