@@ -28,6 +28,7 @@ def _table(out, iid):
     return read_tables(p.read_bytes() for p in sorted((out / "coverage" / iid).glob("*.parquet")))
 
 
+@pytest.mark.real_model
 def test_events_are_derived_from_the_whole_table_with_the_runs_options(clip, tmp_path):
     out = tmp_path / "out"
     # three 8-frame segments, so events are joined across segment files; thresholds that

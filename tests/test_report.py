@@ -138,6 +138,7 @@ class _Links(HTMLParser):
                 self.links.append((tag, attrs[name]))
 
 
+@pytest.mark.real_model
 def test_html_report_embeds_its_images_and_links_the_runs_own_files(reported):
     """Opens from a folder with no server: images are embedded, the videos and full-size
     overlays are the run's own files by relative URL, and nothing else is fetched."""
@@ -178,6 +179,7 @@ def test_html_option_sets_the_page_path(run, tmp_path):
         assert (target.parent / url).resolve().is_file(), url
 
 
+@pytest.mark.real_model
 def test_the_report_plays_each_drive_in_a_browser(reported, tmp_path):
     """Headless Chromium opens report.html from disk: no console errors, each video loads with
     its file's duration, and a click on its timeline seeks it."""
@@ -213,6 +215,7 @@ def _coverage_rows(out: Path, iid: str) -> list[dict]:
     return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
 
 
+@pytest.mark.real_model
 def test_events_agree_with_the_coverage_table(run):
     """Every frame inside an event is above the exit threshold, the first above the enter
     one, and the frames just outside are at or below exit (defaults: 0.005 / 0.002)."""
@@ -240,6 +243,7 @@ def test_events_agree_with_the_coverage_table(run):
     assert not (run / "events" / f"{_iid(PEOPLE)}.parquet").exists()  # images have no events
 
 
+@pytest.mark.real_model
 def test_the_road_ahead_of_the_highway_clip(run):
     rows = _coverage_rows(run, _iid(UDACITY))
     assert np.median([r["roi_road"] for r in rows]) >= 0.5  # the lane ahead is always in view
@@ -249,6 +253,7 @@ def test_the_road_ahead_of_the_highway_clip(run):
         assert 0 <= r["largest_car"] <= r["frac_car"] + 1e-12  # one blob: at most the class
 
 
+@pytest.mark.real_model
 def test_events_command_exports_foxglove_events(run, tmp_path):
     target = tmp_path / "events.jsonl"
     code, _, err = _run_command("events", str(run), "--format", "foxglove", "--class", "car",
