@@ -8,13 +8,16 @@ export BEAM_SEG_MODEL_DIR ?= $(SHARED)/models
 export BEAM_SEG_SHARED ?= $(SHARED)
 DEMO_OUT ?= demo-out
 
-.PHONY: install browser test demo lint bench bench-quality clean
+.PHONY: install browser test test-fast demo lint bench bench-quality clean
 
 # The stamp depends on setup.py, so `make install` is a no-op until the dependencies change.
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# `. .venv/bin/activate` also points beam-seg at the offline model mirror (the README's examples)
+	grep -q BEAM_SEG_MODEL_DIR $(VENV)/bin/activate || \
+	    echo 'export BEAM_SEG_MODEL_DIR="$${BEAM_SEG_MODEL_DIR:-$(SHARED)/models}"' >> $(VENV)/bin/activate
 	touch $@
 
 # Headless Chromium for the report's browser test (tests/test_report_browser.py), from Debian.
@@ -34,6 +37,10 @@ install: $(VENV)/.installed browser
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The fast tier: steps, wiring (TestPipeline + a fake model), options and analytics; no real model.
+test-fast: install
+	$(PY) -m pytest -q -m "not real_model" tests
 
 lint: install
 	$(VENV)/bin/ruff check beam_seg pipelines tests benchmarks

@@ -17,6 +17,7 @@ RUNTIME = [
     "pyarrow>=15.0",
     "duckdb>=1.1",
     "matplotlib>=3.8",
+    "tqdm>=4.66",  # the live progress bar on a terminal
 ]
 # TensorFlow is only needed for SavedModel and frozen-graph models; TFLite runs without it.
 TENSORFLOW = ["tensorflow>=2.16"]

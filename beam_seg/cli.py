@@ -14,7 +14,7 @@ commands:
   eval      score label maps against Cityscapes-layout ground truth
   events    list a run's events, or export them as Foxglove Event JSON
 
-`beam-seg COMMAND --help` shows a command's options."""
+`beam-seg COMMAND --help` shows a command's options; `beam-seg --version` the version."""
 
 
 def models_main(argv: list[str]) -> int:
@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        from beam_seg import __version__
+
+        print(f"beam-seg {__version__}")
+        return 0
     command, rest = argv[0], argv[1:]
     if command == "segment":
         from beam_seg.job.launch import run

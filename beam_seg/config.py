@@ -26,6 +26,7 @@ from beam_seg.analytics.regions import (
     format_roi,
     parse_roi,
 )
+from beam_seg.media import images
 from beam_seg.models import DEFAULT_MODEL
 from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
 from beam_seg.models.tiling import TileSettings
@@ -91,6 +92,11 @@ def option(default: Any, help: str, *, shapes_output: bool, **argparse_kwargs: A
     return field(default=default, metadata=metadata)
 
 
+def internal(default: Any, help: str) -> Any:
+    """A RunConfig field the launcher sets for the workers; not an option, never output-shaping."""
+    return field(default=default, metadata={"help": help, "shapes_output": False, "internal": True})
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """A segment run's options, fixed at launch and shipped to every worker."""
@@ -143,9 +149,9 @@ class RunConfig:
                                        "many seconds (first to last frame) are dropped",
                                        shapes_output=True, type=non_negative_float,
                                        metavar="SECONDS")
-    max_image_pixels: int = option(80_000_000, "refuse images and video frames with more pixels "
-                                   "than this (decompression-bomb guard)", shapes_output=False,
-                                   type=positive_int)
+    max_image_pixels: int = option(images.DEFAULT_MAX_PIXELS, "refuse images and video frames "
+                                   "with more pixels than this (decompression-bomb guard)",
+                                   shapes_output=False, type=positive_int)
     batch_size: int = option(1, "frames per inference batch", shapes_output=False,
                              type=positive_int)
     threads: int | None = option(None, "threads per TFLite interpreter (default: the worker's "
@@ -162,6 +168,7 @@ class RunConfig:
                              action="store_true")
     verbose: bool = option(False, "also show Beam's own log lines and the files a folder scan "
                            "skipped", shapes_output=False, action="store_true")
+    progress_dir: str | None = internal(None, "where local workers keep their progress counters")
 
     def __post_init__(self) -> None:
         _ = self.event_settings  # ValueError at launch for thresholds that cannot work
@@ -178,7 +185,8 @@ class RunConfig:
     def from_args(cls, args: argparse.Namespace) -> RunConfig:
         from beam_seg import storage
 
-        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)}
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if not f.metadata.get("internal")}
         values["output"] = storage.absolute(values["output"])
         return cls(**values)
 
@@ -225,6 +233,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     """One `--flag` per RunConfig field, with its default shown in the help."""
     for f in dataclasses.fields(RunConfig):
         meta = f.metadata
+        if meta.get("internal"):
+            continue
         kwargs = dict(meta["argparse"])
         help_text = meta["help"]
         if f.default not in (None, False) and not kwargs.get("required"):
@@ -233,4 +243,4 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def option_names() -> list[str]:
-    return [flag(f.name) for f in dataclasses.fields(RunConfig)]
+    return [flag(f.name) for f in dataclasses.fields(RunConfig) if not f.metadata.get("internal")]

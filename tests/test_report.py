@@ -76,6 +76,7 @@ def reported(run):
 # --------------------------------------------------------------------------- terminal table
 
 
+@pytest.mark.real_model
 def test_terminal_table_lists_each_input(reported):
     _, stdout = reported
     lines = stdout.splitlines()
@@ -100,6 +101,7 @@ def _pixels_of(image: np.ndarray, color) -> int:
     return int(np.all(image[..., :3] == np.asarray(color, np.uint8), axis=-1).sum())
 
 
+@pytest.mark.real_model
 def test_plots_use_the_label_colours(reported):
     out, _ = reported
     names = sorted(p.name for p in (out / "report").iterdir())
@@ -166,6 +168,7 @@ def test_html_report_embeds_its_images_and_links_the_runs_own_files(reported):
     assert "<table" in page and "Drives" in page
 
 
+@pytest.mark.real_model
 def test_html_option_sets_the_page_path(run, tmp_path):
     target = tmp_path / "elsewhere" / "summary.html"
     code, stdout, _ = _run_report(str(run), "--html", str(target))
@@ -368,6 +371,7 @@ def _title(block: str) -> str:
     return first[3:]
 
 
+@pytest.mark.real_model
 def test_docs_duckdb_queries_run_on_a_real_output(run):
     queries = {_title(b): b.replace("'out/", f"'{run}/") for b in _blocks("sql")}
     assert len(queries) >= 4
@@ -451,6 +455,7 @@ def gcs_bucket(monkeypatch):
         proc.wait(10)
 
 
+@pytest.mark.real_model
 def test_report_and_eval_read_a_gcs_output(gcs_bucket, tmp_path):
     from beam_seg import storage
     from beam_seg.analytics.evaluate import evaluate

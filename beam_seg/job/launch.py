@@ -4,6 +4,7 @@ code and at most one line of error, never a traceback."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -16,7 +17,8 @@ from beam_seg.config import RunConfig, add_options, option_names
 from beam_seg.job import runner
 from beam_seg.job.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, UsageError
 from beam_seg.job.inputs import Plan, check_output_writable, plan_run
-from beam_seg.job.summary import print_summary, summarize
+from beam_seg.job.progress import ProgressWatcher
+from beam_seg.job.summary import failed_inputs, print_failures, print_summary, summarize
 from beam_seg.models import ModelNotFoundError, load_label_set, resolve
 from beam_seg.models.inference import DeepLabModelHandler
 from beam_seg.pipeline.transforms import SegmentInputs
@@ -92,11 +94,20 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
         interpreters=layout.interpreters)
     result = _run_pipeline(plan, cfg, handler, options) if plan.inputs else None
     summary = summarize(result, plan, cfg, time.monotonic() - started)
+    print_failures(failed_inputs(plan, cfg))
     print_summary(summary, cfg, resolved.name)
     return EXIT_SOME_FAILED if summary["failed"] else EXIT_OK
 
 
 def _run_pipeline(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
+                  options: PipelineOptions):
+    if not runner.is_local(options):
+        return _run_and_wait(plan, cfg, handler, options)
+    with ProgressWatcher() as watcher:
+        return _run_and_wait(plan, dataclasses.replace(cfg, progress_dir=watcher.dir), handler, options)
+
+
+def _run_and_wait(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
                   options: PipelineOptions):
     pipeline = beam.Pipeline(options=options)
     _ = (pipeline

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import TextIO
 
 import apache_beam as beam
 
-from beam_seg import storage
+from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
 from beam_seg.pipeline.transforms import NAMESPACE
@@ -32,6 +33,37 @@ def _counter(result, name: str) -> int:
 
 def _distribution_sum(result, name: str) -> float:
     return float(sum(d.sum for d in _query(result, name, "distributions")))
+
+
+MAX_FAILURES_SHOWN = 20
+
+
+def failed_inputs(plan: Plan, cfg: RunConfig) -> list[tuple[str, str]]:
+    """(source, first error reason) of every input this run processed that has error records;
+    read from errors/*.jsonl, so it works the same on every runner."""
+    layout = cfg.layout
+    ids = {naming.input_id(uri): uri for uri in plan.inputs}
+    failures = []
+    for uri in sorted(storage.list_files(storage.join(layout.root, "errors", "*.jsonl"))):
+        iid = uri.rsplit("/", 1)[-1][: -len(".jsonl")]
+        if iid not in ids:
+            continue
+        try:
+            first = json.loads(storage.read_bytes(uri).splitlines()[0])
+            reason = f"{first['step']}: {first['reason']}"
+        except (OSError, ValueError, IndexError, KeyError):
+            reason = "see its error record"
+        failures.append((ids[iid], reason))
+    return failures
+
+
+def print_failures(failures: list[tuple[str, str]], stream: TextIO | None = None) -> None:
+    """One line per failed input, at most MAX_FAILURES_SHOWN, then how many more."""
+    stream = stream or sys.stdout
+    for source, reason in failures[:MAX_FAILURES_SHOWN]:
+        print(f"failed: {source}: {reason}", file=stream)
+    if len(failures) > MAX_FAILURES_SHOWN:
+        print(f"... and {len(failures) - MAX_FAILURES_SHOWN} more failed inputs", file=stream)
 
 
 def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
@@ -63,12 +95,12 @@ def summary_lines(summary: dict, cfg: RunConfig, model_name: str) -> list[str]:
         "",
         "== beam-seg summary ==",
         f"model        {model_name}, quality {quality}",
-        f"inputs       {summary['inputs']} ({summary['processed']} processed, "
-        f"{summary['skipped_already_done']} skipped as already done; --overwrite redoes them)",
-        f"succeeded    {summary['succeeded']}",
-        f"failed       {summary['failed']}"
-        + (f"  -> error records in {storage.join(layout.root, 'errors')}" if summary["failed"] else ""),
+        f"inputs       {summary['inputs']}: {summary['succeeded']} succeeded, {summary['failed']} "
+        f"failed, {summary['skipped_already_done']} skipped as already done"
+        + (" (--overwrite redoes them)" if summary["skipped_already_done"] else ""),
     ]
+    if summary["failed"]:
+        lines.append(f"errors       {storage.join(layout.root, 'errors')}/<input id>.jsonl")
     if summary["ignored_files"]:
         lines.append(f"ignored      {summary['ignored_files']} files in the input folders that are "
                      "not images or videos (--verbose lists them)")

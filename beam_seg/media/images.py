@@ -1,5 +1,8 @@
 """Still-image decoding into RGB uint8, for any mode Pillow reads, with a bounded pixel count.
 
+An animated GIF is an image: its first frame is segmented (a GIF's palette and timing
+make a poor video source, and its first frame is what a viewer sees as its picture).
+
 Pillow's own decompression-bomb guard only warns below 2x its limit; we check the
 declared size before decoding so a 100k x 100k PNG costs a header read, not 30 GB.
 """
@@ -49,11 +52,14 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
             image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(str(exc)) from None
+    except Image.UnidentifiedImageError:
+        raise ValueError(f"not a readable image ({len(data)} bytes, starting {data[:8]!r})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"image is {width}x{height} = {width * height} pixels, over the limit of "
             f"{max_pixels} (raise it with --max-image-pixels)"
         )
+    image.seek(0)  # the first frame of an animated GIF, WebP or multi-page TIFF
     image.load()
     return to_rgb_uint8(image)

@@ -162,5 +162,5 @@ def finish_input(state: InputState, cfg: RunConfig) -> dict:
         markers.write_done_marker(state.input_id, summary, cfg)
         if state.kind == "video":
             storage.delete_tree(layout.segment_video_dir(state.input_id))
-    log.info("finished %s: %d frames, %d errors", state.source_uri, state.frames, len(errors))
+    log.debug("finished %s: %d frames, %d errors", state.source_uri, state.frames, len(errors))
     return summary

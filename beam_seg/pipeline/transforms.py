@@ -23,7 +23,14 @@ from beam_seg.config import RunConfig
 from beam_seg.models import load_label_set, resolve
 from beam_seg.models.inference import DeepLabModelHandler
 from beam_seg.pipeline import decode, finish, markers, write
-from beam_seg.pipeline.records import ErrorRecord, UnitStatus, error_from_exception
+from beam_seg.pipeline.progress import ProgressCounter
+from beam_seg.pipeline.records import (
+    ErrorRecord,
+    UnitStatus,
+    WorkUnit,
+    error_from_exception,
+    planned_frame_indices,
+)
 
 NAMESPACE = "beam_seg"
 
@@ -43,6 +50,28 @@ class _LabelSetDoFn(beam.DoFn):
         self.label_set = load_label_set(resolved.labels)
 
 
+def planned_frames(unit: WorkUnit, every_nth_frame: int) -> int:
+    return len(planned_frame_indices(unit.segment, every_nth_frame)) if unit.segment else 1
+
+
+class PlanUnits(beam.DoFn):
+    """Input URI -> its work units; their frames count as planned in the live progress."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+
+    def setup(self) -> None:
+        self.progress = ProgressCounter(self.cfg.progress_dir)
+
+    def process(self, uri):
+        units = decode.plan_units(uri, self.cfg)
+        self.progress.add("planned", sum(planned_frames(u, self.cfg.every_nth_frame) for u in units))
+        yield from units
+
+    def finish_bundle(self):
+        self.progress.flush()
+
+
 class DecodeUnit(beam.DoFn):
     """Work unit -> (FrameKey, RGB frame) stream, plus a UnitStatus on the 'status' output;
     a segment that an unfinished earlier run completed goes to 'resumed' instead."""
@@ -52,10 +81,14 @@ class DecodeUnit(beam.DoFn):
         self.frames_decoded = Metrics.counter(NAMESPACE, "frames_decoded")
         self.segments_resumed = Metrics.counter(NAMESPACE, "segments_resumed")
 
+    def setup(self) -> None:
+        self.progress = ProgressCounter(self.cfg.progress_dir)
+
     def process(self, unit):
         resumed = markers.resume_segment(unit, self.cfg)
         if resumed is not None:
             self.segments_resumed.inc()
+            self.progress.add("written", planned_frames(unit, self.cfg.every_nth_frame))
             yield beam.pvalue.TaggedOutput("resumed", resumed)
             return
         for item in decode.decode_unit(unit, self.cfg):
@@ -77,6 +110,10 @@ class WriteFrame(_LabelSetDoFn):
         self.write_ms = Metrics.distribution(NAMESPACE, "frame_write_ms")
         self._writers: dict = {}
 
+    def setup(self) -> None:
+        super().setup()
+        self.progress = ProgressCounter(self.cfg.progress_dir)
+
     def start_bundle(self):
         self._abort_writers()  # left open by a bundle that failed
 
@@ -93,6 +130,7 @@ class WriteFrame(_LabelSetDoFn):
         writer.add(record, overlay)
         self.write_ms.update(int((time.perf_counter() - start) * 1000))
         self.frames_segmented.inc()
+        self.progress.add("written")
         if key.frame_index == writer.last_frame:
             written, errors = self._writers.pop(unit.key).finish()
             for error in errors:
@@ -101,6 +139,7 @@ class WriteFrame(_LabelSetDoFn):
 
     def finish_bundle(self):
         """Units whose last frame never came (truncated video, failed frames) end here."""
+        self.progress.flush()
         writers, self._writers = self._writers, {}
         for writer in writers.values():
             written, errors = writer.finish()
@@ -143,8 +182,10 @@ def _dead_letters(step: str):
 
 
 def _inference_dead_letters(bad):
+    """RunInference's failed batch -> one record per frame; Beam hands over either the
+    exception or its `(type, value, traceback)` tuple, depending on the version."""
     batch, exc = bad
-    info = (type(exc), exc, [])
+    info = exc if isinstance(exc, tuple) and len(exc) == 3 else (type(exc), exc, [])
     return [error_from_exception("inference", item, info) for item in batch]
 
 
@@ -172,7 +213,7 @@ class SegmentInputs(beam.PTransform):
     def expand(self, uris):
         cfg = self.cfg
         planned, plan_failed = (
-            uris | "Plan" >> beam.FlatMap(decode.plan_units, cfg).with_exception_handling())
+            uris | "Plan" >> beam.ParDo(PlanUnits(cfg)).with_exception_handling())
         units = planned | "SpreadUnits" >> beam.Reshuffle()
         decoded = units | "Decode" >> beam.ParDo(DecodeUnit(cfg)).with_outputs(
             "status", "resumed", main="frames").with_exception_handling(partial=True)

@@ -153,7 +153,7 @@ class UnitWriter:
             if complete and not errors:
                 markers.write_segment_marker(self.unit, len(self.records), self.cfg)
             seg = self.unit.segment
-            log.info("%s: segment %d/%d written (frames %d-%d)", self.unit.input_id, seg.index + 1,
+            log.debug("%s: segment %d/%d written (frames %d-%d)", self.unit.input_id, seg.index + 1,
                      self.unit.segment_count, seg.start, seg.stop - 1)
         return UnitWritten(self.unit, len(self.records), segment_video), errors
 
