@@ -10,7 +10,7 @@ USAGE = """usage: beam-seg COMMAND [options]
 commands:
   segment   segment images and videos (a Beam pipeline; any Beam option passes through)
   models    list the model registry
-  report    summarise a run's coverage table (terminal table, plots, HTML)
+  report    summarise a run's tables (terminal table, plots, HTML that plays each video)
   eval      score label maps against Cityscapes-layout ground truth
   events    list a run's events, or export them as Foxglove Event JSON
 
