@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import sys
@@ -45,7 +46,7 @@ def time_origin_ns(text: str) -> int:
 
 
 def stored_events(cov: Coverage, classes: Sequence[str]) -> list[dict]:
-    rows = cov.query('SELECT * FROM events ORDER BY input_id, start_frame, "class"')
+    rows = cov.query("SELECT * EXCLUDE (file_row_number) FROM events ORDER BY input_id, file_row_number")
     return [r for r in rows if not classes or r["class"] in classes]
 
 
@@ -92,9 +93,8 @@ def _command(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in overrides.items() if v is not None}
     with open_coverage(args.output) as cov:
         if overrides:
-            defaults = EventSettings()
             try:
-                settings = EventSettings(**{**defaults.__dict__, **overrides})
+                settings = dataclasses.replace(EventSettings(), **overrides)
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
             rows = derived_events(cov, settings, args.classes)

@@ -210,8 +210,9 @@ def events_by_input(cov: Coverage, input_ids: Sequence[str]) -> dict[str, list[d
     """The events of some inputs, in start order."""
     if not input_ids:
         return {}
-    rows = cov.query('SELECT * FROM events WHERE input_id IN (SELECT unnest($ids)) '
-                     'ORDER BY input_id, start_frame, "class"', {"ids": list(input_ids)})
+    rows = cov.query("SELECT * EXCLUDE (file_row_number) FROM events "
+                     "WHERE input_id IN (SELECT unnest($ids)) ORDER BY input_id, file_row_number",
+                     {"ids": list(input_ids)})
     grouped: dict[str, list[dict]] = {}
     for row in rows:
         grouped.setdefault(row["input_id"], []).append(row)

@@ -97,12 +97,13 @@ def open_coverage(out: str) -> Iterator[Coverage]:
             # union_by_name: runs into one OUT with different label sets have different columns.
             con.execute("CREATE VIEW coverage AS SELECT * FROM read_parquet("
                         f"{_file_list(coverage_files)}, union_by_name = true, filename = true)")
+            # file_row_number keeps each file's order (start, then class id) for listings
             if event_files:
                 con.execute("CREATE VIEW events AS SELECT * FROM read_parquet("
-                            f"{_file_list(event_files)}, union_by_name = true)")
+                            f"{_file_list(event_files)}, union_by_name = true, file_row_number = true)")
             else:
                 con.register("no_events", EVENT_SCHEMA.empty_table())
-                con.execute("CREATE VIEW events AS SELECT * FROM no_events")
+                con.execute("CREATE VIEW events AS SELECT *, 0::BIGINT AS file_row_number FROM no_events")
             rows = con.execute("SELECT label_set, min(filename), count(*) AS n FROM coverage "
                                "GROUP BY label_set ORDER BY n DESC, label_set").fetchall()
             sets = {name: _read_label_set(name, path) for name, path, _ in rows}
