@@ -3,6 +3,9 @@ the stacked bands and the event bars."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import numpy as np
 import pytest
 
@@ -66,3 +69,16 @@ def test_a_video_without_its_mp4_gets_a_note_not_a_player():
     drive, _ = _drive()
     page = timeline.drive_html(drive)
     assert "<video" not in page and "No segmented video" in page
+
+
+def test_the_road_ahead_is_a_line_over_the_area_skipping_buckets_without_a_value():
+    times = np.array([0.0, 1.0, 2.0, 3.0])
+    drive = timeline.Drive("x", "x", None, 0.0, 4.0, 1.0, times,
+                           [timeline.Band("road", (128, 64, 128), np.full(4, 0.5))], [],
+                           road_ahead=np.array([1.0, 0.25, np.nan, 0.5]))
+    page = timeline.drive_html(drive)
+    points = re.findall(r'<polyline class="ahead" points="([^"]*)"', page)
+    assert points == ["0.0,0.0 250.0,75.0 1000.0,50.0"]  # y = 100 * (1 - share); x to the ends
+    assert "road ahead" in page
+    without = timeline.drive_html(dataclasses.replace(drive, road_ahead=None))
+    assert "polyline" not in without and "road ahead" not in without

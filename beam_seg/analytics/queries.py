@@ -124,6 +124,7 @@ class TimeSeries:
     input_id: str
     times_s: np.ndarray  # mean timestamp of each bucket
     fractions: dict[str, np.ndarray]  # column -> mean coverage per bucket
+    road_ahead: np.ndarray | None = None  # mean roi_road per bucket (NaN: none in the bucket)
 
 
 def coverage_over_time(cov: Coverage, input_ids: Sequence[str],
@@ -131,6 +132,8 @@ def coverage_over_time(cov: Coverage, input_ids: Sequence[str],
     """Bucket each video's frames into at most `buckets` equal time slots, in SQL."""
     if not input_ids:
         return {}
+    # roi_road: tables from before the region columns, and other label sets, have none
+    road = ", avg(c.roi_road) AS road_ahead" if "roi_road" in cov.columns() else ""
     rows = cov.query(f"""
         WITH span AS (
             SELECT input_id, min(timestamp_s) AS t0,
@@ -138,7 +141,7 @@ def coverage_over_time(cov: Coverage, input_ids: Sequence[str],
             FROM coverage WHERE input_id IN (SELECT unnest($ids)) GROUP BY input_id)
         SELECT c.input_id, least(floor((c.timestamp_s - s.t0) / s.width), {int(buckets) - 1})::BIGINT
                    AS bucket,
-               avg(c.timestamp_s) AS t, avg(COLUMNS('^{FRACTION_PREFIX}'))
+               avg(c.timestamp_s) AS t, avg(COLUMNS('^{FRACTION_PREFIX}')){road}
         FROM coverage c JOIN span s USING (input_id)
         GROUP BY ALL ORDER BY 1, 2""", {"ids": list(input_ids)})
     grouped: dict[str, list[dict]] = {}
@@ -147,8 +150,11 @@ def coverage_over_time(cov: Coverage, input_ids: Sequence[str],
     series = {}
     for iid, items in grouped.items():
         columns = [k for k in items[0] if k.startswith(FRACTION_PREFIX) and items[0][k] is not None]
+        ahead = (np.array([np.nan if r["road_ahead"] is None else r["road_ahead"] for r in items])
+                 if road else None)
         series[iid] = TimeSeries(iid, np.array([r["t"] for r in items], float),
-                                 {c: np.array([r[c] for r in items], float) for c in columns})
+                                 {c: np.array([r[c] for r in items], float) for c in columns},
+                                 ahead if ahead is not None and not np.isnan(ahead).all() else None)
     return series
 
 

@@ -72,6 +72,10 @@ class Coverage:
     out: str
     label_sets: dict[str, LabelSet]  # most frames first
 
+    def columns(self) -> list[str]:
+        """The coverage view's column names (the union over its files)."""
+        return [d[0] for d in self.con.execute("SELECT * FROM coverage LIMIT 0").description]
+
     def query(self, sql: str, params: dict | None = None) -> list[dict]:
         cursor = self.con.execute(sql, params) if params else self.con.execute(sql)
         columns = [d[0] for d in cursor.description]

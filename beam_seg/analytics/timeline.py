@@ -50,6 +50,7 @@ class Drive:
     times_s: np.ndarray  # bucket times
     bands: list[Band]  # bottom of the stack first
     lanes: list[Lane]
+    road_ahead: np.ndarray | None = None  # roi_road per bucket, drawn as a line over the area
 
 
 def url_join(base: str, relative_path: str) -> str:
@@ -86,7 +87,21 @@ def _area_svg(drive: Drive) -> str:
                         f'{points} {x[-1]:.1f},{HEIGHT}"><title>{html.escape(band.name)}</title>'
                         "</polygon>")
     return (f'<svg class="area" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" '
-            f'role="img" aria-label="class coverage over time">{"".join(polygons)}</svg>')
+            f'role="img" aria-label="class coverage over time">{"".join(polygons)}'
+            f"{_road_ahead_svg(drive, x)}</svg>")
+
+
+def _road_ahead_svg(drive: Drive, x: np.ndarray) -> str:
+    """roi_road as a white line (on a dark one, to show on every colour); a bucket without a
+    value (frames of another label set) is skipped."""
+    if drive.road_ahead is None or len(drive.road_ahead) != len(drive.times_s) or len(x) < 2:
+        return ""
+    y = HEIGHT * (1 - np.clip(drive.road_ahead, 0, 1))
+    points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y, strict=True) if not np.isnan(b))
+    lines = [f'<polyline class="{cls}" points="{points}" vector-effect="non-scaling-stroke">'
+             "<title>road ahead: share of the region ahead (--roi) that is road</title></polyline>"
+             for cls in ("ahead-under", "ahead")]
+    return "".join(lines)
 
 
 def _percent(value: float) -> str:
@@ -147,6 +162,9 @@ def drive_html(drive: Drive) -> str:
     lanes = "".join(_lane_html(drive, lane) for lane in drive.lanes)
     legend = " ".join(f'<span class="nw"><span class="sw" style="background:{hex_color(b.color)}">'
                       f"</span>{esc(b.name)}</span>" for b in reversed(drive.bands))
+    if drive.road_ahead is not None:
+        legend += (' <span class="nw"><span class="line"></span>road ahead (share of the '
+                   "region ahead that is road)</span>")
     no_events = "" if drive.lanes else '<p class="note">No events in this video.</p>'
     return (
         f'<section class="drive" id="drive-{esc(drive.input_id)}" data-span="{drive.span_s:.6f}">'
@@ -179,6 +197,11 @@ PLAYER_CSS = """
 .clock { font-weight: 600; color: #d00; }
 .legend { font-size: 11px; color: #444; margin: 4px 0 0; }
 .legend .nw { margin-right: 8px; }
+.tracks polyline { fill: none; stroke-linejoin: round; }
+.tracks polyline.ahead { stroke: #fff; stroke-width: 1.5px; }
+.tracks polyline.ahead-under { stroke: #000; stroke-width: 3.5px; opacity: 0.45; }
+.legend .line { display: inline-block; width: 16px; height: 3px; background: #fff;
+                border: 1px solid #666; vertical-align: 3px; margin-right: 5px; }
 a.full img { cursor: zoom-in; }
 dialog#full { padding: 0; border: 0; max-width: 96vw; max-height: 96vh; background: #111; }
 dialog#full img { display: block; max-width: 96vw; max-height: 90vh; }
