@@ -60,6 +60,7 @@ class FrameRecord:
     width: int
     height: int
     class_counts: np.ndarray  # pixels per class id, then the rest (ignore)
+    regions: dict = field(default_factory=dict)  # roi_/n_/largest_/lowest_ columns
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 
 from beam_seg import storage
-from beam_seg.analytics import coverage
+from beam_seg.analytics import coverage, regions
 from beam_seg.config import RunConfig
 from beam_seg.labels import LabelSet
 from beam_seg.media import render, video
@@ -37,8 +37,9 @@ def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: Ru
     blended = render.overlay(rgb, ids, label_set.palette, cfg.alpha)
     storage.write_bytes(layout.overlay(iid, key.frame_index, cfg.overlay_format),
                         render.encode_image(blended, cfg.overlay_format))
+    counts = coverage.class_counts(ids, label_set.num_classes)
     record = FrameRecord(key.frame_index, key.timestamp_s, int(ids.shape[1]), int(ids.shape[0]),
-                         coverage.class_counts(ids, label_set.num_classes))
+                         counts, regions.region_values(ids, counts, label_set, cfg.region_settings))
     return record, blended
 
 
@@ -180,7 +181,7 @@ def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
             "overlay_uri": layout.relative(
                 layout.overlay(unit.input_id, record.frame_index, cfg.overlay_format)),
         }
-        rows.append(coverage.coverage_row(base, record.class_counts, label_set))
+        rows.append(coverage.coverage_row(base, record.class_counts, label_set, record.regions))
     return rows
 
 
