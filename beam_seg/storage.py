@@ -64,7 +64,7 @@ def read_bytes(uri: str) -> bytes:
 def open_for_read(uri: str):
     """A seekable binary stream, read as it is consumed (Pillow reads an image's header
     first, so a ".jpg" that is really /dev/zero is refused before it is read whole)."""
-    return FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED)
+    return _bounded(uri, lambda: FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED))
 
 
 def write_bytes(uri: str, data: bytes) -> None:
