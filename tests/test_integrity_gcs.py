@@ -91,6 +91,40 @@ def test_the_lock_on_a_bucket_is_exclusive_and_names_its_holder(tmp_path):
             OutputLock(root).acquire()
 
 
+def _race_for_the_lock(root: str, runs: int = 6) -> list[OutputLock]:
+    """`runs` launchers taking the lock at the same instant; the ones that got it."""
+    import threading
+
+    start = threading.Barrier(runs)
+    won: list[OutputLock] = []
+
+    def take() -> None:
+        lock = OutputLock(root)
+        start.wait()
+        try:
+            lock.acquire()
+            won.append(lock)
+        except UsageError:
+            pass
+
+    threads = [threading.Thread(target=take) for _ in range(runs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return won
+
+
+def test_of_runs_started_together_exactly_one_gets_the_lock(tmp_path):
+    with gcs_emulator.running(tmp_path / "gcs") as bucket:
+        won = _race_for_the_lock(bucket.uri("out"))
+        assert len(won) == 1
+        won[0].release()
+    won = _race_for_the_lock(str(tmp_path / "local-out"))
+    assert len(won) == 1
+    won[0].release()
+
+
 def test_a_stale_lock_is_removed_only_if_it_is_still_the_version_judged(tmp_path):
     """Two runs taking over one stale lock: the second one's delete must not remove the lock
     the first one has just created in its place."""
