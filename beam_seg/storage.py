@@ -56,7 +56,7 @@ def exists(uri: str) -> bool:
 
 def read_bytes(uri: str) -> bytes:
     def read() -> bytes:
-        with open_for_read(uri) as f:
+        with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             return f.read()
     return _bounded(uri, read)
 
@@ -336,6 +336,24 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
             uri, lambda: blob.download_as_bytes(if_generation_match=generation)), str(generation))
     data = read_bytes(uri) if exists(uri) else None
     return None if data is None else (data, hashlib.sha256(data).hexdigest())
+
+
+def replace_if_version(uri: str, data: bytes, version: str) -> bool:
+    """Rewrite `uri` only if it is still the version read; True if this call rewrote it.
+    On GCS a conditional upload; elsewhere a check then an atomic write (a narrow window)."""
+    if uri.startswith("gs://"):
+        from google.api_core import exceptions
+        try:
+            _bounded(uri, lambda: _gcs_ref(uri).upload_from_string(
+                data, if_generation_match=int(version)))
+            return True
+        except exceptions.PreconditionFailed:
+            return False
+    current = read_versioned(uri)
+    if current is None or current[1] != version:
+        return False
+    write_bytes(uri, data)
+    return True
 
 
 def delete_if_version(uri: str, version: str) -> bool:

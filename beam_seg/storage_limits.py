@@ -128,12 +128,13 @@ def bounded(uri: str, local: bool, fn: Callable[..., T], *args, streaming: bool 
         return fn(*args)
     if _outage is not None:
         raise StorageUnavailable(f"{uri}: storage unavailable ({_outage})")
+    deadline = _deadline_s
     try:
         if streaming:
             return fn(*args)
-        return _within_deadline(fn, *args)
-    except concurrent.futures.TimeoutError:
-        reason = f"no answer within {_deadline_s:.0f} s"
+        return _within_deadline(deadline, fn, *args)
+    except _Overrun:
+        reason = f"no answer within {deadline:.0f} s"
         _trip(uri, reason)
         raise StorageUnavailable(f"{uri}: {reason}") from None
     except Exception as exc:
@@ -144,7 +145,11 @@ def bounded(uri: str, local: bool, fn: Callable[..., T], *args, streaming: bool 
         raise
 
 
-def _within_deadline(fn: Callable[..., T], *args) -> T:
+class _Overrun(Exception):
+    """The call did not return within the deadline (not a TimeoutError the call raised)."""
+
+
+def _within_deadline(deadline: float, fn: Callable[..., T], *args) -> T:
     future: concurrent.futures.Future = concurrent.futures.Future()
 
     def call() -> None:
@@ -154,4 +159,7 @@ def _within_deadline(fn: Callable[..., T], *args) -> T:
             future.set_exception(exc)
 
     threading.Thread(target=call, daemon=True, name="beam_seg_storage").start()
-    return future.result(timeout=_deadline_s)
+    done, _ = concurrent.futures.wait([future], timeout=deadline)
+    if not done:
+        raise _Overrun()
+    return future.result()

@@ -190,3 +190,24 @@ def test_local_lock_takeover_and_refusal(tmp_path):
     assert json.loads(Path(root, "_lock.json").read_text())["token"] == again.holder.token
     again.release()
     assert not Path(root, "_lock.json").exists()
+
+
+def test_the_lock_is_renewed_while_the_run_lives_and_only_while_it_is_ours(tmp_path, monkeypatch):
+    from beam_seg.job import lock as lock_module
+
+    monkeypatch.setattr(lock_module, "REFRESH_S", 0.2)
+    with gcs_emulator.running(tmp_path / "gcs") as bucket:
+        root = bucket.uri("out")
+        held = OutputLock(root)
+        held.acquire()
+        first = json.loads(storage.read_bytes(root + "/_lock.json"))["expires"]
+        time.sleep(1.0)
+        renewed = json.loads(storage.read_bytes(root + "/_lock.json"))
+        assert renewed["expires"] > first and renewed["token"] == held.holder.token
+        # another run took it over (e.g. after a long stall): the renewal stops, nothing is
+        # overwritten, and the other run's lock stays
+        storage.write_bytes(root + "/_lock.json", json.dumps({**renewed, "token": "other"}).encode())
+        time.sleep(1.0)
+        assert json.loads(storage.read_bytes(root + "/_lock.json"))["token"] == "other"
+        held.release()  # not ours: left alone
+        assert json.loads(storage.read_bytes(root + "/_lock.json"))["token"] == "other"

@@ -138,12 +138,14 @@ class OutputLock:
     def _renew(self) -> None:
         while not self._stop.wait(REFRESH_S):
             try:
-                if not self._ours(storage.read_versioned(self.uri)):
+                current = storage.read_versioned(self.uri)
+                renewed = Holder(**{**asdict(self.holder), "expires": time.time() + LEASE_S})
+                record = json.dumps(asdict(renewed), sort_keys=True).encode()
+                if not (self._ours(current) and storage.replace_if_version(self.uri, record, current[1])):
                     log.error("beam-seg: the lock on %s was taken by another run; outputs may "
                               "now be mixed, re-run with --overwrite when it has finished", self.root)
                     return
-                self.holder = Holder(**{**asdict(self.holder), "expires": time.time() + LEASE_S})
-                storage.write_bytes(self.uri, self._record())
+                self.holder = renewed
             except Exception as exc:  # a missed renewal only shortens the lease
                 log.warning("beam-seg: could not renew the lock on %s: %s", self.root, exc)
 
