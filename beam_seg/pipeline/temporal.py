@@ -123,7 +123,7 @@ class TemporalFuser:
         self.frames[t].rgb = None
         if t > 0:
             self.frames[t - 1].labels = None
-        old = t - self.k
+        old = t - max(self.k, 1)  # the last frame stays: the next one is checked for a cut against it
         if old >= 0:
             self.frames[old].seg = None
             self.frames[old].grey = None
