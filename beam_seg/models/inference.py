@@ -164,8 +164,7 @@ def score_tiled(model: Model, frame: np.ndarray, tiles: TileSettings,
     """One working scale: Hann-weighted window probabilities on the working frame's grid."""
     spec = info.input_spec
     height, width = frame.shape[:2]
-    probe = np.zeros((spec.height, spec.width), np.uint8)
-    step = _grid_step(model, spec, info, probe)
+    step = _grid_step(model, spec, info)
     plan = plan_tiles(width, height, spec.width, spec.height, tiles, step)
     work = resize_linear(frame, plan.work_width, plan.work_height)
     jobs = [(origin, window, False) for origin, window in zip(plan.origins, crop_windows(work, plan),
@@ -188,8 +187,12 @@ def score_tiled(model: Model, frame: np.ndarray, tiles: TileSettings,
 _STEPS: dict[tuple[str, int, int], int] = {}
 
 
-def _grid_step(model: Model, spec, info: ModelInfo, probe: np.ndarray) -> int:
-    """The model's score grid step in window pixels, found once by one probe inference."""
+def _grid_step(model: Model, spec, info: ModelInfo) -> int:
+    """The model's score grid step in window pixels: from its output shape where the loader
+    knows it, else found once by one probe inference."""
+    if info.score_size is not None:
+        output = np.zeros((*info.score_size, 1), np.float32)
+        return window_scores(output, spec.width, spec.height, info.align_corners)[1]
     key = (info.name, spec.width, spec.height)
     if key not in _STEPS:
         blank = np.zeros((1, spec.height, spec.width, 3), np.uint8)

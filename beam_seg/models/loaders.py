@@ -49,6 +49,7 @@ class ModelInfo:
     outputs_logits: bool
     num_classes: int
     align_corners: bool = True  # score grid point j sits on input pixel j*(in-1)/(out-1)
+    score_size: tuple[int, int] | None = None
 
 
 class Model:
@@ -60,6 +61,7 @@ class Model:
     name: str
     num_classes: int = 256  # set from the label set by whoever loads it; ids models vote over it
     align_corners: bool = True
+    score_size: tuple[int, int] | None = None  # (height, width) of the scores, when known unrun
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -68,7 +70,7 @@ class Model:
         """The model's facts through a method call: with Beam's `model_copies`/`large_model`,
         RunInference hands out a cross-process proxy that forwards methods, not attributes."""
         return ModelInfo(self.name, self.input_spec, self.outputs_logits, self.num_classes,
-                         self.align_corners)
+                         self.align_corners, self.score_size)
 
 
 def default_threads() -> int:
@@ -156,6 +158,8 @@ class TFLiteModel(Model):
             raise ValueError(f"{name}: unsupported input type {dtype}")
         self._input_dtype = dtype
         self.outputs_logits = len(out["shape"]) == 4
+        if self.outputs_logits:
+            self.score_size = (int(out["shape"][1]), int(out["shape"][2]))
         scale, zero_point = out.get("quantization", (0.0, 0))
         self._dequantize = (np.float32(scale), np.float32(zero_point)) \
             if self.outputs_logits and scale else None
