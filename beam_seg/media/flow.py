@@ -18,6 +18,12 @@ FLOW_WIDTH = 384
 # their flow: at most 5.7 between consecutive frames of the Cityscapes and udacity clips,
 # 26 to 61 across a cut (two aachen sequences, aachen to udacity).
 CUT_RESIDUAL = 15.0
+# A neighbour's warped scores count at a grid point in proportion to exp(-residual / this),
+# the residual being the local grey difference left after warping (0..255, blurred): where
+# flow fails (thin poles, occlusions) the frame keeps its own scores. On the Cityscapes
+# clips, 20 kept the annotated frames' mIoU (without it, fusion lost poles and riders on
+# one clip: -0.037) for a little less flicker reduction (0.64x instead of 0.58x there).
+MATCH_SIGMA = 20.0
 
 
 def small_grey(rgb: np.ndarray, width: int = FLOW_WIDTH) -> np.ndarray:
@@ -53,18 +59,36 @@ def is_cut(grey_a: np.ndarray, grey_b: np.ndarray, flow_ab: np.ndarray) -> bool:
     return flow_residual(grey_a, grey_b, flow_ab) > CUT_RESIDUAL
 
 
-def warp_grid(grid: ScoreGrid, flow: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Probabilities of a neighbour frame's `grid`, sampled at this frame's grid points moved
-    by `flow` (this frame -> the neighbour, in small-grey pixels of a width x height source)."""
+def _at_grid(image: np.ndarray, grid: ScoreGrid, width: int, height: int):
+    """`image` (a small-grey-sized map of a width x height source) at the grid's points,
+    and the points themselves in source pixels."""
     grid_h, grid_w = grid.shape
     xs = grid.x0 + np.arange(grid_w, dtype=np.float32) * grid.dx
     ys = grid.y0 + np.arange(grid_h, dtype=np.float32) * grid.dy
     px, py = np.meshgrid(xs, ys)
-    flow_h, flow_w = flow.shape[:2]
-    sx, sy = flow_w / width, flow_h / height
-    moved = cv2.remap(flow, ((px + 0.5) * sx - 0.5).astype(np.float32),
-                      ((py + 0.5) * sy - 0.5).astype(np.float32), cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_REPLICATE)
+    sx, sy = image.shape[1] / width, image.shape[0] / height
+    values = cv2.remap(image, ((px + 0.5) * sx - 0.5).astype(np.float32),
+                       ((py + 0.5) * sy - 0.5).astype(np.float32), cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return values, px, py, sx, sy
+
+
+def match_weights(grey: np.ndarray, grey_neighbour: np.ndarray, flow: np.ndarray,
+                  grid: ScoreGrid, width: int, height: int) -> np.ndarray:
+    """How well the neighbour, warped by `flow`, matches this frame at each grid point (0..1]."""
+    map_x, map_y = _sample_points(flow)
+    warped = cv2.remap(grey_neighbour, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    residual = cv2.GaussianBlur(cv2.absdiff(grey, warped).astype(np.float32), (0, 0), 2)
+    at_grid = _at_grid(residual, grid, width, height)[0]
+    return np.exp(-at_grid / np.float32(MATCH_SIGMA))
+
+
+def warp_grid(grid: ScoreGrid, flow: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Values of a neighbour frame's `grid` (log-probabilities: bilinear there keeps thin
+    classes, as in `scores.labels_from_scores`), sampled at this frame's grid points moved
+    by `flow` (this frame -> the neighbour, in small-grey pixels of a width x height source)."""
+    grid_h, grid_w = grid.shape
+    moved, px, py, sx, sy = _at_grid(flow, grid, width, height)
     map_x = ((px + moved[..., 0] / sx - grid.x0) / grid.dx).astype(np.float32)
     map_y = ((py + moved[..., 1] / sy - grid.y0) / grid.dy).astype(np.float32)
     channels = grid.probs.shape[-1]
