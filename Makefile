@@ -8,19 +8,39 @@ export BEAM_SEG_MODEL_DIR ?= $(SHARED)/models
 export BEAM_SEG_SHARED ?= $(SHARED)
 DEMO_OUT ?= demo-out
 
-.PHONY: install test demo lint bench bench-quality clean
+.PHONY: install browser test test-fast demo lint bench bench-quality clean
 
 # The stamp depends on setup.py, so `make install` is a no-op until the dependencies change.
 $(VENV)/.installed: setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip wheel
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# `. .venv/bin/activate` also points beam-seg at the offline model mirror (the README's examples)
+	grep -q BEAM_SEG_MODEL_DIR $(VENV)/bin/activate || \
+	    echo 'export BEAM_SEG_MODEL_DIR="$${BEAM_SEG_MODEL_DIR:-$(SHARED)/models}"' >> $(VENV)/bin/activate
 	touch $@
 
-install: $(VENV)/.installed
+# Headless Chromium for the report's browser test (tests/test_report_browser.py), from Debian.
+# As root it is apt-installed; otherwise through sudo -n when allowed, else a warning (the
+# test then fails saying what to do). BEAM_SEG_CHROMIUM may point at any other Chromium.
+browser:
+	@if command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null \
+	    || [ -n "$$BEAM_SEG_CHROMIUM" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; then \
+	    SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	        --no-install-recommends chromium-headless-shell fonts-liberation >/dev/null; \
+	else echo "warning: no Chromium; install chromium-headless-shell for the report's browser test"; \
+	fi
+
+install: $(VENV)/.installed browser
 
 test: install
 	$(PY) -m pytest -q tests
+
+# The fast tier: steps, wiring (TestPipeline + a fake model), options and analytics; no real model.
+test-fast: install
+	$(PY) -m pytest -q -m "not real_model" tests
 
 lint: install
 	$(VENV)/bin/ruff check beam_seg pipelines tests benchmarks

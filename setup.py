@@ -17,10 +17,13 @@ RUNTIME = [
     "pyarrow>=15.0",
     "duckdb>=1.1",
     "matplotlib>=3.8",
+    "tqdm>=4.66",  # the live progress bar on a terminal
 ]
 # TensorFlow is only needed for SavedModel and frozen-graph models; TFLite runs without it.
 TENSORFLOW = ["tensorflow>=2.16"]
-DEV = ["pytest>=8", "ruff>=0.6", "gcp-storage-emulator>=2024.8"]
+# playwright drives the system Chromium (`make install` apt-installs it) in the report's
+# browser test; it never downloads a browser of its own here.
+DEV = ["pytest>=8", "ruff>=0.6", "gcp-storage-emulator>=2024.8", "playwright>=1.45"]
 
 setup(
     name="beam_seg",

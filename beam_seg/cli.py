@@ -10,8 +10,9 @@ USAGE = """usage: beam-seg COMMAND [options]
 commands:
   segment   segment images and videos (a Beam pipeline; any Beam option passes through)
   models    list the model registry
-  report    summarise a run's coverage table (terminal table, plots, HTML)
+  report    summarise a run's tables (terminal table, plots, HTML that plays each video)
   eval      score label maps against Cityscapes-layout ground truth
+  events    list a run's events, or export them as Foxglove Event JSON
 
 `beam-seg COMMAND --help` shows a command's options; `beam-seg --version` the version."""
 
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from beam_seg.analytics.report import main as report_main
 
         return report_main(rest)
+    if command == "events":
+        from beam_seg.analytics.events_command import main as events_main
+
+        return events_main(rest)
     if command == "eval":
         from beam_seg.analytics.evaluate import main as eval_main
 

@@ -18,6 +18,14 @@ from functools import cached_property
 from typing import Any
 
 from beam_seg import __version__, naming
+from beam_seg.analytics.events import EventSettings
+from beam_seg.analytics.regions import (
+    DEFAULT_MIN_OBJECT_AREA,
+    DEFAULT_ROI,
+    RegionSettings,
+    format_roi,
+    parse_roi,
+)
 from beam_seg.media import images
 from beam_seg.models import DEFAULT_MODEL
 from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
@@ -49,6 +57,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError("must be 0 or a positive number")
+    return value
+
+
 def fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 0.9:
@@ -61,6 +76,14 @@ def unit_interval(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError("must be between 0 and 1")
     return value
+
+
+def roi_polygons(text: str) -> str:
+    """--roi: polygons in relative coordinates, kept in one normal spelling (for the digest)."""
+    try:
+        return format_roi(parse_roi(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def option(default: Any, help: str, *, shapes_output: bool, **argparse_kwargs: Any) -> Any:
@@ -118,6 +141,22 @@ class RunConfig:
                                   shapes_output=True, type=non_negative_int, metavar="K")
     resize_mode: str = option("stretch", "single pass (--quality fast): fit frames by stretching "
                               "or by padding", shapes_output=True, choices=RESIZE_MODES)
+    roi: str = option(format_roi(DEFAULT_ROI), "region ahead of the car for the roi_<class> "
+                      "columns: polygons of x,y points relative to the frame (0..1, y down), "
+                      "separated by ';'", shapes_output=True, type=roi_polygons, metavar="POLYGONS")
+    min_object_area: float = option(DEFAULT_MIN_OBJECT_AREA, "smallest blob counted in the "
+                                    "n_<class> object columns, as a share of the frame",
+                                    shapes_output=True, type=unit_interval, metavar="SHARE")
+    event_enter: float = option(EventSettings.enter, "an event of a class starts at a frame it "
+                                "covers more of than this share", shapes_output=True,
+                                type=unit_interval, metavar="SHARE")
+    event_exit: float = option(EventSettings.exit, "... and ends at the first frame it covers "
+                               "no more of than this (at most --event-enter)", shapes_output=True,
+                               type=unit_interval, metavar="SHARE")
+    event_min_duration: float = option(EventSettings.min_duration_s, "events shorter than this "
+                                       "many seconds (first to last frame) are dropped",
+                                       shapes_output=True, type=non_negative_float,
+                                       metavar="SECONDS")
     max_image_pixels: int = option(images.DEFAULT_MAX_PIXELS, "refuse images and video frames "
                                    "with more pixels than this (decompression-bomb guard)",
                                    shapes_output=False, type=positive_int)
@@ -138,6 +177,17 @@ class RunConfig:
     verbose: bool = option(False, "also show Beam's own log lines and the files a folder scan "
                            "skipped", shapes_output=False, action="store_true")
     progress_dir: str | None = internal(None, "where local workers keep their progress counters")
+
+    def __post_init__(self) -> None:
+        _ = self.event_settings  # ValueError at launch for thresholds that cannot work
+
+    @cached_property
+    def region_settings(self) -> RegionSettings:
+        return RegionSettings(parse_roi(self.roi), self.min_object_area)
+
+    @cached_property
+    def event_settings(self) -> EventSettings:
+        return EventSettings(self.event_enter, self.event_exit, self.event_min_duration)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunConfig:

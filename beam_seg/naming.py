@@ -80,6 +80,9 @@ class OutputLayout:
     def coverage_glob(self) -> str:
         return storage.join(self.root, "coverage", "*", "*.parquet")
 
+    def events(self, iid: str) -> str:
+        return self._under("events", iid + ".parquet")
+
     def segment_video_dir(self, iid: str) -> str:
         return self._under("_work", iid)
 

@@ -6,6 +6,9 @@ upload is already atomic there, as long as a write that fails midway is cancelle
 than completed (`open_for_write` does that). A retried or killed step therefore never
 leaves a half-written output behind. Remote inputs that need a local file (ffmpeg seeks)
 are copied once per machine and checked against GCS's crc32c (`local_copy`).
+
+Local paths are handled by `beam_seg.files` (no Beam), which the analytics use too; this
+module adds Beam's FileSystems for everything else.
 """
 
 from __future__ import annotations
@@ -14,36 +17,20 @@ import base64
 import contextlib
 import hashlib
 import os
-import posixpath
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from beam_seg.files import absolute, atomic_path, is_local, join
+from beam_seg.files import local_path as _local_path
+
+__all__ = ["absolute", "is_local", "join"]  # re-exported: callers use storage for every path
+
 _CHUNK = 8 * 1024 * 1024
-
-
-def is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
-
-
-def _local_path(uri: str) -> str:
-    return uri[len("file://") :] if uri.startswith("file://") else uri
-
-
-def join(base: str, *parts: str) -> str:
-    """Join URI parts with '/', for local paths and object stores alike."""
-    if is_local(base):
-        return os.path.join(base, *parts)
-    return posixpath.join(base, *parts)
-
-
-def absolute(uri: str) -> str:
-    return os.path.abspath(_local_path(uri)) if is_local(uri) else uri
 
 
 def exists(uri: str) -> bool:
@@ -65,18 +52,8 @@ def write_bytes(uri: str, data: bytes) -> None:
 def open_for_write(uri: str) -> Iterator:
     """A writable binary stream whose content appears at `uri` only if the block succeeds."""
     if is_local(uri):
-        path = os.path.abspath(_local_path(uri))
-        directory, name = os.path.split(path)
-        os.makedirs(directory, exist_ok=True)
-        # Hidden, so a write cut short by a kill never matches an output glob.
-        tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
-            with open(tmp, "wb") as f:
-                yield f
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        with atomic_path(uri) as tmp, open(tmp, "wb") as f:
+            yield f
     else:
         f = FileSystems.create(uri, mime_type="application/octet-stream",
                                compression_type=CompressionTypes.UNCOMPRESSED)
@@ -124,8 +101,7 @@ def download_file(uri: str, local_path: str) -> None:
         import google_crc32c  # a dependency of google-cloud-storage, so of apache-beam[gcp]
 
         crc = google_crc32c.Checksum()
-    tmp = f"{local_path}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_path(local_path) as tmp:
         with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
                 open(tmp, "wb") as dst:
             for chunk in iter(lambda: src.read(_CHUNK), b""):
@@ -135,10 +111,6 @@ def download_file(uri: str, local_path: str) -> None:
         if crc is not None and base64.b64encode(crc.digest()).decode() != expected:
             raise OSError(f"{uri}: the downloaded bytes do not match the object's crc32c "
                           "(changed or corrupted while downloading)")
-        os.replace(tmp, local_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _gcs_crc32c(uri: str) -> str | None:

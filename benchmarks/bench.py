@@ -32,7 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from beam_seg.analytics import coverage  # noqa: E402
+from beam_seg.analytics import coverage, regions  # noqa: E402
 from beam_seg.job.runner import InferenceLayout, choose_layout, tune_direct_runner  # noqa: E402
 from beam_seg.labels import CITYSCAPES  # noqa: E402
 from beam_seg.media import render, video  # noqa: E402
@@ -187,13 +187,15 @@ def stage_times(model, frames: list[np.ndarray], clip: Path) -> dict[str, float]
                      list(zip(frames, labels, strict=True)))
     timed("overlay_jpeg", lambda o: render.encode_image(o, "jpg"), overlays)
     counts = timed("class_counts", lambda ids: coverage.class_counts(ids, 19), labels)
+    region_columns = timed("regions", lambda pair: regions.region_values(
+        pair[0], pair[1], CITYSCAPES, regions.RegionSettings()), list(zip(labels, counts, strict=True)))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         with video.VideoWriter(os.path.join(tmp, "v.mp4"), width, height, Fraction(25)) as writer:
             for blended in overlays:
                 writer.write(blended)
         timings["video_encode"] = round((time.perf_counter() - start) / len(overlays) * 1000, 2)
-    rows = [coverage.coverage_row({}, c, CITYSCAPES) for c in counts]
+    rows = [coverage.coverage_row({}, c, CITYSCAPES, r) for c, r in zip(counts, region_columns, strict=True)]
     start = time.perf_counter()
     buf = io.BytesIO()
     import pyarrow as pa

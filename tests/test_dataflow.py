@@ -30,6 +30,8 @@ import gcs_emulator
 from conftest import DATA, ROOT
 from pipeline_helpers import label_maps, segment
 
+pytestmark = pytest.mark.real_model  # the second tier: runs the real model
+
 DOC = ROOT / "README.md"
 AACHEN = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
 STILL = DATA / "images" / "dashcam" / "vehicle_test2.jpg"

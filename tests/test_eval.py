@@ -120,6 +120,7 @@ def mixed_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.real_model
 def test_eval_on_the_six_aachen_frames(aachen_run, tmp_path, capsys):
     json_path = tmp_path / "scores.json"
     code = cli.main(["eval", "--output", str(aachen_run), "--ground-truth", str(AACHEN_DIR),
@@ -140,6 +141,7 @@ def test_eval_on_the_six_aachen_frames(aachen_run, tmp_path, capsys):
     assert "mIoU" in printed and "traffic light" in printed and f"{result['miou']:.4f}" in printed
 
 
+@pytest.mark.real_model
 def test_label_ids_give_the_same_scores_as_train_ids(aachen_run, tmp_path):
     train_ids = evaluate(str(aachen_run), str(AACHEN_DIR))  # both kinds there: trainIds preferred
     label_ids = evaluate(str(aachen_run),
@@ -147,6 +149,7 @@ def test_label_ids_give_the_same_scores_as_train_ids(aachen_run, tmp_path):
     assert label_ids == train_ids
 
 
+@pytest.mark.real_model
 def test_only_images_are_matched_and_smaller_predictions_are_upsampled(mixed_run, aachen_run, tmp_path):
     everything = evaluate(str(mixed_run), str(CITYSCAPES_DIR))  # train/ and val/, recursively
     assert everything["frames"] == 2  # frankfurt and the half-size aachen frame; not the video
@@ -164,6 +167,7 @@ def test_only_images_are_matched_and_smaller_predictions_are_upsampled(mixed_run
     assert frankfurt["pixel_accuracy"] > 0.7 and 0.3 < frankfurt["miou"] < 0.7  # measured 0.78 / 0.48
 
 
+@pytest.mark.real_model
 def test_pascal_ground_truth_is_a_png_named_like_the_input(tmp_path):
     # Coral's reference mask: 0 = pet, 1 = background, 2 = border -> PASCAL dog / background / ignore.
     mask = np.asarray(Image.open(DOG_MASK))
@@ -201,6 +205,7 @@ def test_missing_arguments_are_a_one_line_error(capsys):
     assert "--ground-truth" in _one_error_line(capsys)
 
 
+@pytest.mark.real_model
 def test_no_matching_ground_truth_is_a_one_line_error(aachen_run, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = cli.main(["eval", "--output", str(aachen_run), "--ground-truth", str(tmp_path / "empty")])

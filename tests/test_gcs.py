@@ -26,6 +26,8 @@ from conftest import DATA, MODELS
 from pipeline_helpers import segment
 from tiny_models import build_saved_model, expected_labels
 
+pytestmark = pytest.mark.real_model  # the second tier: runs the real model
+
 AACHEN = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
 STILL = DATA / "images" / "dashcam" / "vehicle_test2.jpg"
 DEFAULT_TFLITE = MODELS / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite"

@@ -13,6 +13,8 @@ from beam_seg.models.inference import InferenceSettings, fit_to_input, labels_to
 
 from conftest import DATA
 
+pytestmark = pytest.mark.real_model  # the second tier: runs the real model
+
 IMAGES = DATA / "images"
 
 

@@ -16,6 +16,8 @@ from beam_seg.models.inference import segment_frames
 from conftest import DATA, MODELS
 from tiny_models import build_frozen_graph, build_saved_model, expected_labels
 
+pytestmark = pytest.mark.real_model  # the second tier: runs the real model
+
 STREET = DATA / "images" / "dashcam" / "vehicle_test1.jpg"
 
 

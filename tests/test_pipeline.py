@@ -16,6 +16,8 @@ from beam_seg.media import video
 from conftest import DATA, decode_all
 from pipeline_helpers import coverage, label_maps, segment
 
+pytestmark = pytest.mark.real_model  # the second tier: runs the real model
+
 UDACITY = DATA / "videos" / "udacity_solidWhiteRight.mp4"
 AACHEN = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
 DASHCAM = DATA / "images" / "dashcam"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
+import os
 import re
 import socket
 import subprocess
@@ -21,10 +23,12 @@ import pytest
 from PIL import Image
 
 from beam_seg import cli, naming
-from beam_seg.analytics import report
+from beam_seg.analytics import events, queries, regions, table
 from beam_seg.analytics.coverage import schema_for
 from beam_seg.labels import CITYSCAPES
+from beam_seg.media import video
 
+from browser import keep_screenshot, open_page
 from conftest import DATA, ROOT
 from pipeline_helpers import segment
 
@@ -36,17 +40,22 @@ INPUTS = [UDACITY, AACHEN_SEQ, PEOPLE, LANES]
 VIDEOS = [UDACITY, AACHEN_SEQ]
 FRANKFURT_DIR = DATA / "cityscapes" / "val" / "frankfurt"
 DOCS = ROOT / "README.md"
+SCREENSHOT_ENV = "BEAM_SEG_SCREENSHOT"  # a path (relative to the repo) to keep the screenshot
 
 
 def _iid(path: Path) -> str:
     return naming.input_id(str(path))
 
 
-def _run_report(*argv: str) -> tuple[int, str, str]:
+def _run_command(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["report", *argv])
+        code = cli.main(list(argv))
     return code, out.getvalue(), err.getvalue()
+
+
+def _run_report(*argv: str) -> tuple[int, str, str]:
+    return _run_command("report", *argv)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +76,7 @@ def reported(run):
 # --------------------------------------------------------------------------- terminal table
 
 
+@pytest.mark.real_model
 def test_terminal_table_lists_each_input(reported):
     _, stdout = reported
     lines = stdout.splitlines()
@@ -91,6 +101,7 @@ def _pixels_of(image: np.ndarray, color) -> int:
     return int(np.all(image[..., :3] == np.asarray(color, np.uint8), axis=-1).sum())
 
 
+@pytest.mark.real_model
 def test_plots_use_the_label_colours(reported):
     out, _ = reported
     names = sorted(p.name for p in (out / "report").iterdir())
@@ -109,44 +120,161 @@ def test_plots_use_the_label_colours(reported):
 # --------------------------------------------------------------------------- HTML
 
 
-class _Images(HTMLParser):
+class _Links(HTMLParser):
+    """Every URL the page loads or links to, and its scripts."""
+
     def __init__(self):
         super().__init__()
-        self.sources: list[str] = []
-        self.external: list[str] = []
+        self.images: list[str] = []
+        self.links: list[tuple[str, str]] = []  # (tag, url) of everything else
+        self.scripts: list[dict] = []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "img":
-            self.sources.append(attrs.get("src", ""))
-        if tag in ("script", "link", "iframe") or (tag != "img" and attrs.get("src")):
-            self.external.append(tag)
+        if tag == "img" and "src" in attrs:
+            self.images.append(attrs["src"])
+        elif tag == "script":
+            self.scripts.append(attrs)
+        for name in ("src", "href"):
+            if name in attrs and tag != "img":
+                self.links.append((tag, attrs[name]))
 
 
-def test_html_report_is_self_contained(reported):
+@pytest.mark.real_model
+def test_html_report_embeds_its_images_and_links_the_runs_own_files(reported):
+    """Opens from a folder with no server: images are embedded, the videos and full-size
+    overlays are the run's own files by relative URL, and nothing else is fetched."""
     out, _ = reported
     page = (out / "report" / "report.html").read_text(encoding="utf-8")
-    parser = _Images()
+    parser = _Links()
     parser.feed(page)
-    assert not parser.external
-    # 2 coverage plots + the legend + one overlay thumbnail per input
-    assert len(parser.sources) == len(VIDEOS) + 1 + len(INPUTS)
-    for src in parser.sources:
+    assert all(not attrs.get("src") for attrs in parser.scripts)  # inline script only
+    # the legend + one overlay thumbnail per input (the plots are separate files now)
+    assert len(parser.images) == 1 + len(INPUTS)
+    for src in parser.images:
         match = re.fullmatch(r"data:image/(png|jpeg);base64,([A-Za-z0-9+/=]+)", src)
         assert match, src[:60]
         image = Image.open(io.BytesIO(base64.b64decode(match.group(2))))
         assert image.format == match.group(1).upper() and image.width >= 300
+    videos = [url for tag, url in parser.links if tag == "video"]
+    assert sorted(videos) == sorted(f"../videos/{_iid(v)}.mp4" for v in VIDEOS)
+    overlays = [url for tag, url in parser.links if tag == "a"]
+    assert len(overlays) == len(INPUTS)
+    for _, url in parser.links:
+        assert not re.match(r"[a-z]+:", url), url  # relative: no http, file or data URL
+        assert (out / "report" / url).resolve().is_file(), url
     for path in INPUTS:
         assert _iid(path) in page
-    assert "<table" in page and "Coverage over time" in page
+    assert "<table" in page and "Drives" in page
 
 
+@pytest.mark.real_model
 def test_html_option_sets_the_page_path(run, tmp_path):
     target = tmp_path / "elsewhere" / "summary.html"
     code, stdout, _ = _run_report(str(run), "--html", str(target))
     assert code == 0
     assert target.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert str(target) in stdout
+    parser = _Links()
+    parser.feed(target.read_text(encoding="utf-8"))
+    assert parser.links  # the relative URLs lead from the page's own folder to the run
+    for _, url in parser.links:
+        assert (target.parent / url).resolve().is_file(), url
+
+
+@pytest.mark.real_model
+def test_the_report_plays_each_drive_in_a_browser(reported, tmp_path):
+    """Headless Chromium opens report.html from disk: no console errors, each video loads with
+    its file's duration, and a click on its timeline seeks it."""
+    out, _ = reported
+    with open_page(out / "report" / "report.html", width=1280, height=1000) as (page, errors):
+        for number, path in enumerate(sorted(VIDEOS, key=_iid)):
+            drive = f"document.querySelectorAll('video')[{number}]"
+            page.wait_for_function(f"{drive}.readyState >= 1", timeout=30_000)
+            expected = video.probe(str(out / "videos" / f"{_iid(path)}.mp4")).duration_s
+            assert page.evaluate(f"{drive}.duration") == pytest.approx(expected, abs=0.05)
+            tracks = page.locator(".tracks").nth(number)
+            tracks.scroll_into_view_if_needed()
+            box = tracks.bounding_box()
+            page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + 30)
+            page.wait_for_function(f"!{drive}.seeking && {drive}.readyState >= 2", timeout=30_000)
+            assert page.evaluate(f"{drive}.currentTime") == pytest.approx(0.75 * expected, abs=0.25)
+        assert not errors, errors
+        shot = tmp_path / "report.png"
+        highway = page.locator(f"[id='drive-{_iid(UDACITY)}']")
+        highway.scroll_into_view_if_needed()
+        page.wait_for_timeout(600)  # the player's loading spinner fades out
+        highway.screenshot(path=str(shot))
+    assert shot.stat().st_size > 20_000
+    if keep := os.environ.get(SCREENSHOT_ENV):  # docs/report.png is made this way
+        keep_screenshot(shot, ROOT / keep)
+
+
+# --------------------------------------------------------------------------- regions and events
+
+
+def _coverage_rows(out: Path, iid: str) -> list[dict]:
+    rel = duckdb.sql(f"SELECT * FROM '{out}/coverage/{iid}/*.parquet' ORDER BY frame_index")
+    return [dict(zip(rel.columns, row, strict=True)) for row in rel.fetchall()]
+
+
+@pytest.mark.real_model
+def test_events_agree_with_the_coverage_table(run):
+    """Every frame inside an event is above the exit threshold, the first above the enter
+    one, and the frames just outside are at or below exit (defaults: 0.005 / 0.002)."""
+    settings = events.EventSettings()
+    for path in VIDEOS:
+        rows = _coverage_rows(run, _iid(path))
+        index = {r["frame_index"]: i for i, r in enumerate(rows)}
+        found = pq.read_table(run / "events" / f"{_iid(path)}.parquet").to_pylist()
+        for event in found:
+            column = f"frac_{event['class']}"
+            first, last = index[event["start_frame"]], index[event["end_frame"]]
+            inside = [r[column] for r in rows[first:last + 1]]
+            assert len(inside) == event["frames"]
+            assert inside[0] > settings.enter and min(inside) > settings.exit
+            assert max(inside) == event["peak_coverage"]
+            if first > 0:  # it starts at the first frame above enter
+                assert rows[first - 1][column] <= settings.enter
+            if last + 1 < len(rows):
+                assert rows[last + 1][column] <= settings.exit
+            assert event["end_s"] - event["start_s"] >= settings.min_duration_s
+            if event["class"] == "car":
+                assert event["peak_count"] == max(r["n_car"] for r in rows[first:last + 1])
+    udacity = pq.read_table(run / "events" / f"{_iid(UDACITY)}.parquet").to_pylist()
+    assert "car" in {e["class"] for e in udacity}  # cars are in view on the highway
+    assert not (run / "events" / f"{_iid(PEOPLE)}.parquet").exists()  # images have no events
+
+
+@pytest.mark.real_model
+def test_the_road_ahead_of_the_highway_clip(run):
+    rows = _coverage_rows(run, _iid(UDACITY))
+    assert np.median([r["roi_road"] for r in rows]) >= 0.5  # the lane ahead is always in view
+    for r in rows:
+        assert sum(v for k, v in r.items() if k.startswith("roi_")) == pytest.approx(1)
+        assert r["n_car"] >= 0 and (r["n_car"] == 0) == (r["lowest_car"] is None)
+        assert 0 <= r["largest_car"] <= r["frac_car"] + 1e-12  # one blob: at most the class
+
+
+@pytest.mark.real_model
+def test_events_command_exports_foxglove_events(run, tmp_path):
+    target = tmp_path / "events.jsonl"
+    code, _, err = _run_command("events", str(run), "--format", "foxglove", "--class", "car",
+                                "--time-origin", "2024-05-01T12:00:00Z", "--to", str(target))
+    assert code == 0, err
+    messages = [json.loads(line) for line in target.read_text().splitlines()]
+    stored = duckdb.sql(f"SELECT * FROM '{run}/events/*.parquet' WHERE class = 'car'").fetchall()
+    assert len(messages) == len(stored) > 0
+    origin = 1_714_564_800  # 2024-05-01T12:00:00Z
+    for message in messages:
+        meta = {kv["key"]: kv["value"] for kv in message["metadata"]}
+        assert meta["class"] == "car"
+        start = message["start_time"]["sec"] + message["start_time"]["nsec"] / 1e9 - origin
+        end = message["end_time"]["sec"] + message["end_time"]["nsec"] / 1e9 - origin
+        assert 0 <= start <= end
+    code, table_out, _ = _run_command("events", str(run))
+    every = duckdb.sql(f"SELECT count(*) FROM '{run}/events/*.parquet'").fetchall()[0][0]
+    assert code == 0 and f"({every} events)" in table_out
 
 
 # --------------------------------------------------------------------------- errors
@@ -179,6 +307,7 @@ def _write_synthetic_run(out: Path, videos: int, frames: int, images: int) -> No
     def rows(iid: str, kind: str, index: np.ndarray) -> pa.Table:
         n = len(index)
         fractions = rng.dirichlet(np.ones(CITYSCAPES.num_classes), size=n)
+        roi = rng.dirichlet(np.ones(CITYSCAPES.num_classes), size=n)
         columns = {
             "source_uri": [f"/drives/{iid}.mp4"] * n, "input_id": [iid] * n, "kind": [kind] * n,
             "frame_index": index, "timestamp_s": index / 25.0,
@@ -188,7 +317,13 @@ def _write_synthetic_run(out: Path, videos: int, frames: int, images: int) -> No
             "overlay_uri": [f"overlays/{iid}/{i:06d}.jpg" for i in index],
             **{f"frac_{c}": fractions[:, j] for j, c in enumerate(CITYSCAPES.column_names())},
             "frac_ignore": np.zeros(n),
+            **{f"roi_{c}": roi[:, j] for j, c in enumerate(CITYSCAPES.column_names())},
+            "roi_ignore": np.zeros(n),
         }
+        for cls in regions.OBJECT_CLASSES:
+            columns[f"n_{cls}"] = rng.integers(0, 4, n).astype(np.int32)
+            columns[f"largest_{cls}"] = np.where(columns[f"n_{cls}"] > 0, rng.random(n) * 0.01, 0.0)
+            columns[f"lowest_{cls}"] = pa.array(rng.random(n), mask=columns[f"n_{cls}"] == 0)
         return pa.table(columns, schema=schema)
 
     for v in range(videos):
@@ -197,6 +332,8 @@ def _write_synthetic_run(out: Path, videos: int, frames: int, images: int) -> No
         for s, start in enumerate(range(0, frames, 600)):
             index = np.arange(start, min(frames, start + 600))
             pq.write_table(rows(iid, "video", index), out / "coverage" / iid / f"segment-{s:05d}.parquet")
+        events.write_input_events(str(out / "coverage" / iid / "*.parquet"),
+                                  str(out / "events" / f"{iid}.parquet"), events.EventSettings())
     for i in range(images):
         iid = f"still{i:04d}-0123abcd"
         (out / "coverage" / iid).mkdir(parents=True)
@@ -215,9 +352,9 @@ def test_a_large_run_reports_quickly(tmp_path):
     drive = next(line for line in stdout.splitlines() if line.startswith("drive0-0123abcd "))
     assert drive.split()[1:5] == ["video", "40000", "26:40.0", "1920x1080"]
     assert "... and 53 more inputs" in stdout  # 253 inputs, the first 200 listed
-    with report.open_coverage(str(out)) as cov:
-        series = report.coverage_over_time(cov, ["drive1-0123abcd"])["drive1-0123abcd"]
-    assert len(series.times_s) == report.TIME_BUCKETS  # 40,000 frames drawn as 300 points
+    with table.open_coverage(str(out)) as cov:
+        series = queries.coverage_over_time(cov, ["drive1-0123abcd"])["drive1-0123abcd"]
+    assert len(series.times_s) == queries.TIME_BUCKETS  # 40,000 frames drawn as 300 points
     assert all(abs(v.mean() - 1 / 19) < 0.01 for v in series.fractions.values() if v.any())
 
 
@@ -234,6 +371,7 @@ def _title(block: str) -> str:
     return first[3:]
 
 
+@pytest.mark.real_model
 def test_docs_duckdb_queries_run_on_a_real_output(run):
     queries = {_title(b): b.replace("'out/", f"'{run}/") for b in _blocks("sql")}
     assert len(queries) >= 4
@@ -317,6 +455,7 @@ def gcs_bucket(monkeypatch):
         proc.wait(10)
 
 
+@pytest.mark.real_model
 def test_report_and_eval_read_a_gcs_output(gcs_bucket, tmp_path):
     from beam_seg import storage
     from beam_seg.analytics.evaluate import evaluate

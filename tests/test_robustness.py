@@ -19,6 +19,8 @@ from beam_seg.media.video import ffmpeg_exe, plan_segments, probe
 from conftest import DATA, ROOT, make_index_video
 from pipeline_helpers import coverage, label_maps, segment
 
+pytestmark = pytest.mark.real_model  # the second tier: runs the real model
+
 BEAM_SEG = [sys.executable, "-m", "beam_seg.cli"]
 
 

@@ -18,6 +18,8 @@ from conftest import DATA, ROOT, decode_all, make_index_video, read_index
 from pipeline_helpers import coverage, label_maps, segment
 from tiny_models import build_tflite
 
+pytestmark = pytest.mark.real_model  # the second tier: runs the real model
+
 
 @pytest.mark.parametrize("vfr", [False, True], ids=["cfr", "vfr"])
 def test_output_frame_i_is_source_frame_i(tmp_path, vfr):

@@ -3,7 +3,9 @@
 Layout: fixed identifying columns, then one `frac_<class>` float64 column per class of
 the label set (e.g. `frac_road`, `frac_traffic_light`), so an analyst selects a class
 by name in plain SQL (DuckDB or BigQuery) with no unnesting. Fractions of a frame sum
-to 1 (ignore pixels, id 255, count in `frac_ignore`).
+to 1 (ignore pixels, id 255, count in `frac_ignore`). After them come the region and
+object columns of `regions.py` (`roi_<class>`, `n_<class>`, `largest_<class>`,
+`lowest_<class>`), prefixed the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from beam_seg.analytics.regions import region_fields
 from beam_seg.labels import LabelSet
 from beam_seg.media.pixels import id_histogram
 
@@ -44,6 +47,7 @@ def schema_for(label_set: LabelSet) -> pa.Schema:
     fields = [pa.field(name, dtype) for name, dtype, _ in BASE_COLUMNS]
     fields += [pa.field(FRACTION_PREFIX + c, pa.float64()) for c in label_set.column_names()]
     fields.append(pa.field(IGNORE_COLUMN, pa.float64()))
+    fields += region_fields(label_set)
     metadata = {"label_set": label_set.name,
                 "class_names": "\t".join(label_set.names)}
     return pa.schema(fields, metadata=metadata)
@@ -55,13 +59,15 @@ def class_counts(ids: np.ndarray, num_classes: int) -> np.ndarray:
     return np.append(counts[:num_classes], counts[num_classes:].sum()).astype(np.int64)
 
 
-def coverage_row(base: dict, counts: np.ndarray, label_set: LabelSet) -> dict:
-    """A table row: the identifying columns plus each class's fraction of the frame."""
+def coverage_row(base: dict, counts: np.ndarray, label_set: LabelSet, regions: dict) -> dict:
+    """A table row: the identifying columns, each class's fraction of the frame, then the
+    frame's region and object columns (`regions.region_values`)."""
     fractions = (counts / counts.sum()).tolist()
     row = dict(base)
     for column, value in zip(label_set.column_names(), fractions[:-1], strict=True):
         row[FRACTION_PREFIX + column] = value
     row[IGNORE_COLUMN] = fractions[-1]
+    row.update(regions)
     return row
 
 

@@ -33,18 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from beam_seg.analytics.report import (
-    ArgumentParser,
-    Coverage,
-    UsageError,
-    is_remote,
-    join,
-    local_path,
-    open_coverage,
-    read_bytes,
-    run_command,
-    write_bytes,
-)
+from beam_seg import files as file_layer
+from beam_seg.analytics.commands import ArgumentParser, UsageError, run_command
+from beam_seg.analytics.table import Coverage, open_coverage
+from beam_seg.files import is_local, join, local_path, read_bytes, write_bytes
 from beam_seg.labels import CITYSCAPES_ID_TO_TRAINID, IGNORE_ID, LabelSet
 from beam_seg.media.pixels import resize_nearest
 from beam_seg.media.render import read_label_png
@@ -122,10 +114,8 @@ class GroundTruth:
 
 def list_files(root: str) -> list[str]:
     """Every file under `root`, recursively, sorted (local walk, or a `**` match remotely)."""
-    if is_remote(root):
-        from beam_seg import storage
-
-        return storage.list_files(root.rstrip("/") + "/**")
+    if not is_local(root):
+        return file_layer.list_files(root.rstrip("/") + "/**")
     path = local_path(root)
     if not os.path.isdir(path):
         raise UsageError(f"ground-truth directory {root!r} does not exist")

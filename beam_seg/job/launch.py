@@ -43,8 +43,12 @@ def build_parser(prog: str = "beam-seg segment") -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None, save_main_session: bool = True,
         prog: str = "beam-seg segment") -> int:
     """Parse arguments, launch the pipeline, print the summary; returns the exit code."""
-    known, pipeline_args = build_parser(prog).parse_known_args(argv)
-    cfg = RunConfig.from_args(known)
+    parser = build_parser(prog)
+    known, pipeline_args = parser.parse_known_args(argv)
+    try:
+        cfg = RunConfig.from_args(known)
+    except ValueError as exc:  # options that clash (e.g. --event-exit above --event-enter)
+        parser.error(str(exc))
     runner.configure_logging(cfg.verbose)
     try:
         runner.check_pipeline_args(pipeline_args, option_names())

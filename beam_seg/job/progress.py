@@ -16,7 +16,7 @@ from typing import TextIO
 from beam_seg.pipeline.progress import read_totals
 
 POLL_S = 0.5
-LINE_EVERY_S = 3.0
+LINE_EVERY_S = 2.0
 
 
 def format_eta(seconds: float | None) -> str:

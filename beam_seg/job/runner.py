@@ -132,4 +132,4 @@ def configure_logging(verbose: bool = False) -> None:
     for handler in root.handlers:
         if _not_noise not in handler.filters:
             handler.addFilter(_not_noise)
-    log.setLevel(logging.INFO)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -15,7 +15,6 @@ import os
 import posixpath
 import shutil
 import tarfile
-import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from apache_beam.io.filesystems import FileSystems
 
 from beam_seg import storage
+from beam_seg.files import atomic_path
 
 MODEL_DIR_ENV = "BEAM_SEG_MODEL_DIR"
 CACHE_DIR_ENV = "BEAM_SEG_CACHE_DIR"
@@ -193,10 +193,7 @@ def _fetch(uri: str, dest: str, sha256: str | None) -> str:
     With no sha256 known, a gs:// object is still checked against the crc32c that GCS
     keeps for it (`storage.download_file`).
     """
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".download-")
-    os.close(fd)
-    try:
+    with atomic_path(dest) as tmp:
         if uri.startswith(("http://", "https://")):
             with urllib.request.urlopen(uri, timeout=60) as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
@@ -204,10 +201,6 @@ def _fetch(uri: str, dest: str, sha256: str | None) -> str:
             storage.download_file(uri, tmp)
         if sha256 and sha256_of(tmp) != sha256:
             raise ModelNotFoundError(f"checksum mismatch for {uri}: expected sha256 {sha256}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return dest
 
 
@@ -286,8 +279,7 @@ def _local_model_copy(uri: str, fmt: str) -> str:
         if fmt != "savedmodel":
             return _fetch(uri, dest, None)
         root = uri + "/"
-        tmp_dir = tempfile.mkdtemp(dir=os.path.dirname(dest), prefix=".download-")
-        try:
+        with atomic_path(dest) as tmp_dir:
             for meta in files:
                 parts = meta.path[len(root):].split("/")
                 if any(part in ("", ".", "..") for part in parts):
@@ -295,9 +287,6 @@ def _local_model_copy(uri: str, fmt: str) -> str:
                 local = os.path.join(tmp_dir, *parts)
                 os.makedirs(os.path.dirname(local), exist_ok=True)
                 storage.download_file(meta.path, local)
-            os.replace(tmp_dir, dest)
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
     return dest
 
 

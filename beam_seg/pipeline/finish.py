@@ -10,6 +10,7 @@ import tempfile
 from dataclasses import dataclass, field
 
 from beam_seg import naming, storage
+from beam_seg.analytics import events
 from beam_seg.config import RunConfig
 from beam_seg.media import video
 from beam_seg.pipeline import markers
@@ -116,6 +117,18 @@ def remove_stale_coverage(state: InputState, cfg: RunConfig) -> None:
             storage.delete(uri)
 
 
+def write_events(state: InputState, cfg: RunConfig) -> list[ErrorRecord]:
+    """events/<id>.parquet of a video, derived from its coverage table as it now stands."""
+    if state.kind != "video":
+        return []
+    try:
+        events.write_input_events(cfg.layout.coverage_files(state.input_id),
+                                  cfg.layout.events(state.input_id), cfg.event_settings)
+    except Exception as exc:  # like a coverage write: the input fails, with the reason
+        return [ErrorRecord(state.source_uri, state.input_id, "events", f"{type(exc).__name__}: {exc}")]
+    return []
+
+
 def record_errors(state: InputState, errors: list[ErrorRecord], cfg: RunConfig) -> None:
     """errors/<id>.jsonl holds exactly this run's errors of the input (none: no file)."""
     error_uri = storage.join(cfg.layout.root, "errors", state.input_id + ".jsonl")
@@ -138,6 +151,7 @@ def finish_input(state: InputState, cfg: RunConfig) -> dict:
     video_uri, assemble_errors = assemble_video(state, cfg)
     errors += assemble_errors
     remove_stale_coverage(state, cfg)
+    errors += write_events(state, cfg)
     record_errors(state, errors, cfg)
     layout = cfg.layout
     summary = {"source_uri": state.source_uri, "input_id": state.input_id, "kind": state.kind,
@@ -148,5 +162,5 @@ def finish_input(state: InputState, cfg: RunConfig) -> dict:
         markers.write_done_marker(state.input_id, summary, cfg)
         if state.kind == "video":
             storage.delete_tree(layout.segment_video_dir(state.input_id))
-    log.info("finished %s: %d frames, %d errors", state.source_uri, state.frames, len(errors))
+    log.debug("finished %s: %d frames, %d errors", state.source_uri, state.frames, len(errors))
     return summary

@@ -57,6 +57,7 @@ class FrameRecord:
     width: int
     height: int
     class_counts: np.ndarray  # pixels per class id, then the rest (ignore)
+    regions: dict = field(default_factory=dict)  # roi_/n_/largest_/lowest_ columns
     confidence: float | None = None  # mean top-class probability (models with scores)
     flicker: float | None = None  # share of labels changed beyond the motion (fused videos)
 

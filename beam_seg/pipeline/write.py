@@ -10,7 +10,7 @@ import tempfile
 import numpy as np
 
 from beam_seg import storage
-from beam_seg.analytics import coverage
+from beam_seg.analytics import coverage, regions
 from beam_seg.config import RunConfig
 from beam_seg.labels import LabelSet
 from beam_seg.media import render, video
@@ -38,8 +38,10 @@ def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: Ru
     blended = render.overlay(rgb, ids, label_set.palette, cfg.alpha)
     storage.write_bytes(layout.overlay(iid, key.frame_index, cfg.overlay_format),
                         render.encode_image(blended, cfg.overlay_format))
+    counts = coverage.class_counts(ids, label_set.num_classes)
     record = FrameRecord(key.frame_index, key.timestamp_s, int(ids.shape[1]), int(ids.shape[0]),
-                         coverage.class_counts(ids, label_set.num_classes), confidence, flicker)
+                         counts, regions.region_values(ids, counts, label_set, cfg.region_settings),
+                         confidence, flicker)
     return record, blended
 
 
@@ -153,7 +155,7 @@ class UnitWriter:
             if complete and not errors:
                 markers.write_segment_marker(self.unit, len(self.records), self.cfg)
             seg = self.unit.segment
-            log.info("%s: segment %d/%d written (frames %d-%d)", self.unit.input_id, seg.index + 1,
+            log.debug("%s: segment %d/%d written (frames %d-%d)", self.unit.input_id, seg.index + 1,
                      self.unit.segment_count, seg.start, seg.stop - 1)
         return UnitWritten(self.unit, len(self.records), segment_video), errors
 
@@ -183,7 +185,7 @@ def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
             "confidence": record.confidence,
             "flicker": record.flicker,
         }
-        rows.append(coverage.coverage_row(base, record.class_counts, label_set))
+        rows.append(coverage.coverage_row(base, record.class_counts, label_set, record.regions))
     return rows
 
 

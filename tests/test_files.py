@@ -1,0 +1,67 @@
+"""The Beam-free file layer: atomic local writes, and no Beam import for local analytics."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from beam_seg import files
+
+from conftest import ROOT
+
+
+def _leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def test_atomic_path_replaces_the_file_only_when_the_block_succeeds(tmp_path):
+    target = tmp_path / "sub" / "table.parquet"
+    with files.atomic_path(str(target)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"first")
+        assert not target.exists()  # nothing at the final name while it is written
+    assert target.read_bytes() == b"first"
+    with pytest.raises(RuntimeError), files.atomic_path(str(target)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise RuntimeError("killed midway")
+    assert target.read_bytes() == b"first"  # the old file stays whole
+    assert _leftovers(target.parent) == []  # and the temporary is gone
+
+
+def test_atomic_path_builds_directories_too(tmp_path):
+    target = tmp_path / "model"
+    with files.atomic_path(str(target)) as tmp:
+        (tmp_path / tmp).mkdir()
+        (tmp_path / tmp / "saved_model.pb").write_bytes(b"graph")
+    assert (target / "saved_model.pb").read_bytes() == b"graph"
+    with pytest.raises(OSError), files.atomic_path(str(tmp_path / "other")) as tmp:
+        (tmp_path / tmp).mkdir()
+        (tmp_path / tmp / "part").write_bytes(b"x")
+        raise OSError("download failed")
+    assert not (tmp_path / "other").exists() and _leftovers(tmp_path) == []
+
+
+def test_local_reads_writes_and_listing(tmp_path):
+    uri = "file://" + str(tmp_path / "a" / "x.bin")
+    files.write_bytes(uri, b"data")
+    assert files.read_bytes(str(tmp_path / "a" / "x.bin")) == b"data"
+    assert files.exists(uri) and files.is_dir(str(tmp_path / "a"))
+    files.download_file(uri, str(tmp_path / "copy.bin"))
+    assert (tmp_path / "copy.bin").read_bytes() == b"data"
+    assert files.list_files(str(tmp_path / "a" / "*.bin")) == [str(tmp_path / "a" / "x.bin")]
+    files.delete(uri)
+    files.delete(uri)  # missing is fine
+    assert not files.exists(uri)
+
+
+def test_local_analytics_do_not_import_beam():
+    """`report`, `eval` and `events` on a local output never load Apache Beam (seconds)."""
+    code = ("import sys; import beam_seg.analytics.report, beam_seg.analytics.evaluate, "
+            "beam_seg.analytics.events_command, beam_seg.files; "
+            "print('apache_beam' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, check=True)
+    assert result.stdout.strip() == "False"
