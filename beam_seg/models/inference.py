@@ -147,16 +147,30 @@ def _predict(model: Model, spec, windows: list[np.ndarray], batch_size: int = 4)
 def score_whole(model: Model, frame: np.ndarray, info: ModelInfo,
                 resize_mode: str = "stretch") -> tuple[ScoreGrid, tuple[int, int]]:
     """One pass over the whole frame -> its score grid and label raster."""
-    spec = info.input_spec
-    height, width = frame.shape[:2]
-    prepared, place = fit_to_input(frame, spec, resize_mode)
-    output = model.predict(spec.encode(prepared[None]))[0]
-    in_h, in_w = prepared.shape[:2]
-    probs, step, offset = window_scores(output, in_w, in_h, info.align_corners)
+    prepared, place = fit_to_input(frame, info.input_spec, resize_mode)
+    output = model.predict(info.input_spec.encode(prepared[None]))[0]
+    return output_grid(output, info, place, prepared.shape[1], prepared.shape[0],
+                       frame.shape[1], frame.shape[0])
+
+
+def output_grid(output: np.ndarray, info: ModelInfo, place: Placement, in_width: int,
+                in_height: int, width: int, height: int) -> tuple[ScoreGrid, tuple[int, int]]:
+    """A whole-frame pass's logits -> the source frame's score grid and label raster."""
+    probs, step, offset = window_scores(output, in_width, in_height, info.align_corners)
     sx, sy = width / place.width, height / place.height
     grid = ScoreGrid(probs, (offset - place.x + 0.5) * sx - 0.5, (offset - place.y + 0.5) * sy - 0.5,
                      step * sx, step * sy)
     return grid, (place.width, place.height)
+
+
+def labels_from_output(output: np.ndarray, info: ModelInfo, place: Placement, in_width: int,
+                       in_height: int, width: int, height: int) -> np.ndarray:
+    """Source-size class ids from one whole-frame pass's output, as `fast` makes them (for
+    benchmarks that time the stages apart)."""
+    if not info.outputs_logits:
+        return labels_to_source(to_class_ids(output, False), place, width, height)
+    grid, raster = output_grid(output, info, place, in_width, in_height, width, height)
+    return labels_of(grid, width, height, raster)
 
 
 def score_tiled(model: Model, frame: np.ndarray, tiles: TileSettings,
