@@ -18,6 +18,7 @@ OTHER_VALUES = {
     "tile_scale": 1.5, "tile_overlap": 0.5, "tile_aspect": 1.2, "flip": True, "resize_mode": "pad",
     "max_image_pixels": 1000, "batch_size": 4, "threads": 3, "interpreters": 2, "large_model": True,
     "model_copies": 2, "overwrite": True, "verbose": True, "progress_dir": "/tmp/progress",
+    "temporal": 2,
     "roi": "0,0.5 1,0.5 1,1 0,1", "min_object_area": 0.001, "event_enter": 0.01,
     "event_exit": 0.001, "event_min_duration": 1.0,
 }
