@@ -42,6 +42,9 @@ class TileSettings:
 
 @dataclass(frozen=True)
 class TilePlan:
+    """Where one frame's windows go: the frame is resized to the working size, then cut
+    into windows of the model's input size at these top-left corners."""
+
     work_width: int
     work_height: int
     window_width: int
