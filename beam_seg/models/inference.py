@@ -339,9 +339,8 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
 
     def load_model(self) -> Model:
         resolved = resolve(self._model_uri, self._labels)
-        model = load_model(resolved, self._num_threads, self._interpreters)
-        model.num_classes = load_label_set(resolved.labels).num_classes
-        return model
+        return load_model(resolved, self._num_threads, self._interpreters,
+                          load_label_set(resolved.labels).num_classes)
 
     def run_inference(self, batch: Sequence[FrameInput], model: Model,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:

@@ -59,7 +59,7 @@ class Model:
     input_spec: InputSpec
     outputs_logits: bool
     name: str
-    num_classes: int = 256  # set from the label set by whoever loads it; ids models vote over it
+    num_classes: int = 256  # the label set's size (see load_model); ids models vote over it
     align_corners: bool = True
     score_size: tuple[int, int] | None = None  # (height, width) of the scores, when known unrun
 
@@ -114,7 +114,8 @@ class TFLiteModel(Model):
     for two 1-thread interpreters, 42 to 46 for one 2-thread interpreter).
     """
 
-    def __init__(self, path: str, name: str, num_threads: int | None = None, instances: int = 1):
+    def __init__(self, path: str, name: str, num_threads: int | None = None, instances: int = 1,
+                 num_classes: int = 256):
         from ai_edge_litert.interpreter import Interpreter
 
         from beam_seg.models.surgery import expose_logits
@@ -122,6 +123,7 @@ class TFLiteModel(Model):
         if instances < 1:
             raise ValueError("a model needs at least one interpreter")
         self.name = name
+        self.num_classes = num_classes
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         with open(path, "rb") as f:
             content = f.read()
@@ -199,9 +201,11 @@ class TFFunctionModel(Model):
     TF functions are thread-safe, so no lock is needed.
     """
 
-    def __init__(self, fn, name: str, input_spec: InputSpec, outputs_logits: bool, output_key=None):
+    def __init__(self, fn, name: str, input_spec: InputSpec, outputs_logits: bool, output_key=None,
+                 num_classes: int = 256):
         self._fn = fn
         self.name = name
+        self.num_classes = num_classes
         self.input_spec = input_spec
         self.outputs_logits = outputs_logits
         self._output_key = output_key
@@ -227,7 +231,7 @@ def _spec_from_tensor(shape, dtype) -> InputSpec:
     return InputSpec(height, width, "float32", **DEEPLAB_FLOAT)
 
 
-def load_saved_model(path: str, name: str) -> Model:
+def load_saved_model(path: str, name: str, num_classes: int = 256) -> Model:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
@@ -245,7 +249,7 @@ def load_saved_model(path: str, name: str) -> Model:
     def call(x):
         return fn(**{input_key: tf.cast(x, input_tensor.dtype)})
 
-    return TFFunctionModel(call, name, spec, logits, output_key=key)
+    return TFFunctionModel(call, name, spec, logits, output_key=key, num_classes=num_classes)
 
 
 def _pick_output(outputs: dict) -> str:
@@ -263,7 +267,7 @@ def _pick_output(outputs: dict) -> str:
 
 
 def load_frozen_graph(path: str, name: str, input_name: str = "ImageTensor:0",
-                      output_name: str = "SemanticPredictions:0") -> Model:
+                      output_name: str = "SemanticPredictions:0", num_classes: int = 256) -> Model:
     """A DeepLab model-zoo frozen graph: uint8 [1,H,W,3] any size -> ids [1,H,W]."""
     import tensorflow as tf
 
@@ -275,16 +279,19 @@ def load_frozen_graph(path: str, name: str, input_name: str = "ImageTensor:0",
                        wrapped.graph.get_tensor_by_name(output_name))
     log.warning("%s outputs class ids only (SemanticPredictions): no scores for confidence or "
                 "temporal fusion, label maps as the graph gives them", name)
-    return TFFunctionModel(fn, name, InputSpec(None, None, "uint8"), outputs_logits=False)
+    return TFFunctionModel(fn, name, InputSpec(None, None, "uint8"), outputs_logits=False,
+                           num_classes=num_classes)
 
 
-def load_model(resolved: ResolvedModel, num_threads: int | None = None, instances: int = 1) -> Model:
+def load_model(resolved: ResolvedModel, num_threads: int | None = None, instances: int = 1,
+               num_classes: int = 256) -> Model:
     """`num_threads` and `instances` (interpreters side by side) apply to TFLite; TensorFlow
-    functions are thread-safe and schedule their own threads."""
+    functions are thread-safe and schedule their own threads. `num_classes` is the label
+    set's size, which an ids-only model's window votes are counted over."""
     if resolved.format == "tflite":
-        return TFLiteModel(resolved.path, resolved.name, num_threads, instances)
+        return TFLiteModel(resolved.path, resolved.name, num_threads, instances, num_classes)
     if resolved.format == "savedmodel":
-        return load_saved_model(resolved.path, resolved.name)
+        return load_saved_model(resolved.path, resolved.name, num_classes)
     if resolved.format == "frozen_graph":
-        return load_frozen_graph(resolved.path, resolved.name)
+        return load_frozen_graph(resolved.path, resolved.name, num_classes=num_classes)
     raise ValueError(f"unknown model format {resolved.format!r}")
