@@ -10,6 +10,7 @@ from setuptools import find_packages, setup
 RUNTIME = [
     "apache-beam[gcp]>=2.60",
     "ai-edge-litert>=1.2",
+    "flatbuffers>=23.5",  # edits a TFLite model's outputs on load (schema ships in ai-edge-litert)
     "numpy>=1.26",
     "pillow>=10.0",
     "opencv-python-headless>=4.8",  # SIMD resize, overlay and histogram for every frame

@@ -29,7 +29,11 @@ from beam_seg.analytics.regions import (
 from beam_seg.media import images
 from beam_seg.models import DEFAULT_MODEL
 from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
-from beam_seg.models.tiling import TileSettings
+from beam_seg.models.tiling import Preset, TileSettings
+
+# Frames fused on each side of a video frame, by preset: `fast` stays one pass per frame,
+# so a video frame and the same picture as a still get the same labels.
+TEMPORAL_PRESETS = {"fast": 0, "balanced": 1, "high": 2}
 
 
 def positive_int(text: str) -> int:
@@ -131,6 +135,10 @@ class RunConfig:
                                        type=positive_float, metavar="A")
     flip: bool = option(False, "also segment each window mirrored and merge both (2x the cost)",
                         shapes_output=True, action="store_true")
+    temporal: int | None = option(None, "videos: fuse each frame's scores with those of up to K "
+                                  "frames before and after it, warped by optical flow (0 = off; "
+                                  "default: the preset's, fast 0, balanced 1, high 2)",
+                                  shapes_output=True, type=non_negative_int, metavar="K")
     resize_mode: str = option("stretch", "single pass (--quality fast): fit frames by stretching "
                               "or by padding", shapes_output=True, choices=RESIZE_MODES)
     roi: str = option(format_roi(DEFAULT_ROI), "region ahead of the car for the roi_<class> "
@@ -213,15 +221,24 @@ class RunConfig:
     def preset(self, kind: str) -> str:
         return self.quality or ("high" if kind == "image" else "balanced")
 
-    def tile_settings(self, kind: str) -> TileSettings | None:
-        """The preset for this input kind, with any fine knob from the command line on top."""
+    def tile_settings(self, kind: str) -> TileSettings | Preset | None:
+        """The preset for this input kind, with any fine knob from the command line on top:
+        a window knob replaces the preset's scales by the one working scale it describes."""
         tiles = QUALITY_PRESETS[self.preset(kind)]
         knobs = {name: value for name, value in (
             ("scale", self.tile_scale), ("overlap", self.tile_overlap),
-            ("aspect", self.tile_aspect), ("flip", self.flip or None)) if value is not None}
+            ("aspect", self.tile_aspect)) if value is not None}
         if knobs:
-            tiles = dataclasses.replace(tiles or TileSettings(), **knobs)
+            tiles = dataclasses.replace(TileSettings(), **knobs)
+        if self.flip:
+            tiles = dataclasses.replace(tiles or TileSettings(), flip=True)
         return tiles
+
+    def temporal_frames(self) -> int:
+        """K of temporal fusion for videos (images are never fused)."""
+        if self.temporal is not None:
+            return self.temporal
+        return TEMPORAL_PRESETS[self.preset("video")]
 
     def inference_settings(self) -> dict[str, InferenceSettings]:
         return {kind: InferenceSettings(self.resize_mode, self.tile_settings(kind))

@@ -37,7 +37,7 @@ from beam_seg.job.runner import InferenceLayout, choose_layout, tune_direct_runn
 from beam_seg.labels import CITYSCAPES  # noqa: E402
 from beam_seg.media import render, video  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_model, resolve  # noqa: E402
-from beam_seg.models.inference import fit_to_input, labels_to_source, to_class_ids  # noqa: E402
+from beam_seg.models.inference import Placement, fit_to_input, labels_from_output  # noqa: E402
 from beam_seg.models.loaders import default_threads  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
@@ -150,8 +150,9 @@ def sequential_loop(clip: Path, out: Path, model) -> float:
     for index, raw in enumerate(reader):
         rgb = np.frombuffer(raw, np.uint8).reshape(height, width, 3)
         x = np.asarray(Image.fromarray(rgb).resize((spec.width, spec.height), Image.BILINEAR))
-        ids = to_class_ids(model.predict(spec.encode(x)[None])[0], model.outputs_logits)
-        ids = np.asarray(Image.fromarray(ids).resize((width, height), Image.NEAREST))
+        ids = labels_from_output(model.predict(spec.encode(x)[None])[0], model.describe(),
+                                 Placement(0, 0, spec.width, spec.height), spec.width, spec.height,
+                                 width, height)
         Image.fromarray(ids).save(out / f"{index:06d}.png")
         blended = (rgb * 0.5 + CITYSCAPES.palette[ids] * 0.5).astype(np.uint8)
         Image.fromarray(blended).save(out / f"{index:06d}.jpg", quality=90)
@@ -180,8 +181,9 @@ def stage_times(model, frames: list[np.ndarray], clip: Path) -> dict[str, float]
     outputs = timed("inference", model.predict, prepared)
     height, width = frames[0].shape[:2]
     placement = fit_to_input(frames[0], spec)[1]
-    labels = timed("postprocess", lambda o: labels_to_source(
-        to_class_ids(o[0], model.outputs_logits), placement, width, height), outputs)
+    info = model.describe()
+    labels = timed("postprocess", lambda o: labels_from_output(
+        o[0], info, placement, spec.width, spec.height, width, height), outputs)
     timed("label_png", lambda ids: render.label_png_bytes(ids, CITYSCAPES), labels)
     overlays = timed("overlay", lambda pair: render.overlay(pair[0], pair[1], CITYSCAPES.palette, 0.5),
                      list(zip(frames, labels, strict=True)))

@@ -1,10 +1,11 @@
-"""`make bench-quality`: mIoU, pixel accuracy and speed of each --quality preset.
+"""`make bench-quality`: mIoU, pixel accuracy and speed of each --quality preset, then
+temporal fusion on video (benchmarks/temporal_quality.py).
 
 Runs `beam-seg segment --quality P` on the annotated Cityscapes frames, scores the run
 with `beam-seg eval`'s own function, and times the preset's inference (sliding windows
 included) on the same frames, median of `--repeats`.
 
-    python benchmarks/quality.py --out bench-out [--ground-truth DIR] [--repeats 3]
+    python benchmarks/quality.py --out bench-out [--ground-truth DIR] [--repeats 3] [--no-temporal]
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 from beam_seg.analytics.evaluate import evaluate  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve  # noqa: E402
 from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, segment_frames  # noqa: E402
-from beam_seg.models.tiling import plan_tiles  # noqa: E402
 from pipelines.segment import run  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                         default=SHARED / "data" / "cityscapes" / "train" / "aachen")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--no-temporal", action="store_true", help="skip the video part")
     args = parser.parse_args(argv)
     images = sorted(args.ground_truth.rglob("*_leftImg8bit.png"))
     if not images:
@@ -66,8 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             for frame in frames:
                 segment_frames(model, [frame], settings)
             seconds.append((time.perf_counter() - start) / len(frames))
-        spec = model.input_spec
-        windows = 1 if tiles is None else plan_tiles(width, height, spec.width, spec.height, tiles).count
+        windows = count_windows(model, frames[0], settings)
         results["presets"][preset] = {
             "miou": round(scores["miou"], 4), "pixel_accuracy": round(scores["pixel_accuracy"], 4),
             "windows_per_frame": windows, "frames_per_s": round(1 / statistics.median(seconds), 2),
@@ -80,7 +80,23 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['frames_per_s']:.2f} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(results, indent=2))
+    if not args.no_temporal:
+        import temporal_quality
+
+        return temporal_quality.main(["--out", str(args.out)])
     return 0
+
+
+def count_windows(model, frame: np.ndarray, settings: InferenceSettings) -> int:
+    """Model passes one frame takes at these settings (every scale's windows)."""
+    calls = []
+    predict = model.predict
+    model.predict = lambda batch: calls.append(len(batch)) or predict(batch)
+    try:
+        segment_frames(model, [frame], settings)
+    finally:
+        model.predict = predict
+    return sum(calls)
 
 
 if __name__ == "__main__":

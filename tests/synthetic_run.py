@@ -45,7 +45,8 @@ def write_synthetic_run(out: Path) -> None:
             base = {"source_uri": f"/drives/{IID}.mp4", "input_id": IID, "kind": "video",
                     "frame_index": index, "timestamp_s": index / FPS, "width": WIDTH,
                     "height": HEIGHT, "model": "hand-drawn", "label_set": "cityscapes",
-                    "label_uri": f"labels/{IID}/{index:06d}.png", "overlay_uri": overlay_uri}
+                    "label_uri": f"labels/{IID}/{index:06d}.png", "overlay_uri": overlay_uri,
+                    "confidence": None, "flicker": None}  # as from a model that gives only ids
             rows.append(coverage.coverage_row(base, counts, CITYSCAPES, regions.region_values(
                 ids, counts, CITYSCAPES, regions.RegionSettings())))
     (out / "coverage" / IID).mkdir(parents=True)

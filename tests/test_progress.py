@@ -28,17 +28,22 @@ class TimedRun:
         self.proc = subprocess.Popen([sys.executable, "-m", "beam_seg.cli", "segment", *args],
                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: list[tuple[float, str]] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self.stdout: list[str] = []
+        # one reader per pipe (communicate() would race the stderr reader for the last lines)
+        self._readers = [threading.Thread(target=self._read_stderr, daemon=True),
+                         threading.Thread(target=lambda: self.stdout.extend(self.proc.stdout), daemon=True)]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
+    def _read_stderr(self) -> None:
         for line in self.proc.stderr:
             self.lines.append((time.monotonic() - self.started, line.rstrip("\n")))
 
     def wait(self, timeout: float) -> tuple[int, float, str]:
-        stdout, _ = self.proc.communicate(timeout=timeout)
-        self._reader.join(timeout=5)
-        return self.proc.returncode, time.monotonic() - self.started, stdout
+        self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return self.proc.returncode, time.monotonic() - self.started, "".join(self.stdout)
 
     def wait_for(self, prefix: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout

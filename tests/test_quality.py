@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -27,6 +29,7 @@ class CountingModel(Model):
         self.inner = inner
         self.name, self.input_spec = inner.name, inner.input_spec
         self.outputs_logits, self.num_classes = inner.outputs_logits, 19
+        self.align_corners, self.score_size = inner.align_corners, inner.score_size
         self.windows = 0
 
     def predict(self, batch):
@@ -39,7 +42,8 @@ def default_model():
     return CountingModel(load_model(resolve("cityscapes-edgetpu-slim")))
 
 
-@pytest.mark.parametrize("quality,most_windows", [("fast", 1), ("balanced", 4), ("high", 15)])
+# high: windows at working heights 513, 768 and 1024 (3 + 8 + 15)
+@pytest.mark.parametrize("quality,most_windows", [("fast", 1), ("balanced", 4), ("high", 26)])
 def test_window_count_per_2048x1024_frame(default_model, quality, most_windows):
     frame = np.zeros((1024, 2048, 3), np.uint8)
     default_model.windows = 0
@@ -101,8 +105,11 @@ def test_logits_are_averaged_not_voted():
 
 def test_plans_cover_the_frame_and_small_frames_take_one_pass():
     for width, height in [(2048, 1024), (960, 540), (1920, 1080), (517, 301)]:
-        for settings in (QUALITY_PRESETS["balanced"], QUALITY_PRESETS["high"], TileSettings(1.5, 0.5)):
-            plan = plan_tiles(width, height, 513, 513, settings)
+        presets = [*QUALITY_PRESETS["balanced"].scales(width, height, 513, 513),
+                   *QUALITY_PRESETS["high"].scales(width, height, 513, 513), TileSettings(1.5, 0.5)]
+        for settings, step in itertools.product([s for s in presets if s is not None], (1, 16)):
+            plan = plan_tiles(width, height, 513, 513, settings, step)
+            assert all(x % step == 0 and y % step == 0 for x, y in plan.origins)
             covered = np.zeros((plan.work_height, plan.work_width), bool)
             for x, y in plan.origins:
                 covered[y:y + 513, x:x + 513] = True
@@ -123,4 +130,4 @@ def test_tiled_videos_keep_exact_frame_order_and_count(tmp_path, quality):
 
 def test_absurdly_elongated_frames_are_refused_not_tiled():
     with pytest.raises(ValueError, match="windows"):
-        plan_tiles(100_000, 10, 513, 513, QUALITY_PRESETS["high"])
+        plan_tiles(100_000, 10, 513, 513, TileSettings(scale=2.0))

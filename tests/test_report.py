@@ -315,6 +315,7 @@ def _write_synthetic_run(out: Path, videos: int, frames: int, images: int) -> No
             "model": ["cityscapes-edgetpu-slim"] * n, "label_set": ["cityscapes"] * n,
             "label_uri": [f"labels/{iid}/{i:06d}.png" for i in index],
             "overlay_uri": [f"overlays/{iid}/{i:06d}.jpg" for i in index],
+            "confidence": rng.random(n), "flicker": rng.random(n) * 0.1,
             **{f"frac_{c}": fractions[:, j] for j, c in enumerate(CITYSCAPES.column_names())},
             "frac_ignore": np.zeros(n),
             **{f"roi_{c}": roi[:, j] for j, c in enumerate(CITYSCAPES.column_names())},

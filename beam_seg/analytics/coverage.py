@@ -33,6 +33,11 @@ BASE_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("label_set", pa.string(), "label set of the class columns (cityscapes, pascal, …)"),
     ("label_uri", pa.string(), "label-map PNG, relative to the output root"),
     ("overlay_uri", pa.string(), "overlay image, relative to the output root"),
+    ("confidence", pa.float64(), "mean top-class probability over the frame (null for models "
+     "that give only class ids)"),
+    ("flicker", pa.float64(), "share of pixels whose label differs from the previous frame's "
+     "label map warped onto this one by optical flow (null for images, a video's first frame, "
+     "after a scene cut, and with --temporal 0)"),
 ]
 FRACTION_PREFIX = "frac_"
 IGNORE_COLUMN = "frac_ignore"

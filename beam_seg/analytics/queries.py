@@ -125,6 +125,7 @@ class TimeSeries:
     times_s: np.ndarray  # mean timestamp of each bucket
     fractions: dict[str, np.ndarray]  # column -> mean coverage per bucket
     road_ahead: np.ndarray | None = None  # mean roi_road per bucket (NaN: none in the bucket)
+    flicker: np.ndarray | None = None  # mean flicker per bucket (NaN: none in the bucket)
 
 
 def coverage_over_time(cov: Coverage, input_ids: Sequence[str],
@@ -134,6 +135,8 @@ def coverage_over_time(cov: Coverage, input_ids: Sequence[str],
         return {}
     # roi_road: tables from before the region columns, and other label sets, have none
     road = ", avg(c.roi_road) AS road_ahead" if "roi_road" in cov.columns() else ""
+    # flicker: null without temporal fusion, absent from tables made before it
+    shaky = ", avg(c.flicker) AS flicker_mean" if "flicker" in cov.columns() else ""
     rows = cov.query(f"""
         WITH span AS (
             SELECT input_id, min(timestamp_s) AS t0,
@@ -141,7 +144,7 @@ def coverage_over_time(cov: Coverage, input_ids: Sequence[str],
             FROM coverage WHERE input_id IN (SELECT unnest($ids)) GROUP BY input_id)
         SELECT c.input_id, least(floor((c.timestamp_s - s.t0) / s.width), {int(buckets) - 1})::BIGINT
                    AS bucket,
-               avg(c.timestamp_s) AS t, avg(COLUMNS('^{FRACTION_PREFIX}')){road}
+               avg(c.timestamp_s) AS t, avg(COLUMNS('^{FRACTION_PREFIX}')){road}{shaky}
         FROM coverage c JOIN span s USING (input_id)
         GROUP BY ALL ORDER BY 1, 2""", {"ids": list(input_ids)})
     grouped: dict[str, list[dict]] = {}
@@ -152,9 +155,12 @@ def coverage_over_time(cov: Coverage, input_ids: Sequence[str],
         columns = [k for k in items[0] if k.startswith(FRACTION_PREFIX) and items[0][k] is not None]
         ahead = (np.array([np.nan if r["road_ahead"] is None else r["road_ahead"] for r in items])
                  if road else None)
+        flicker = (np.array([np.nan if r["flicker_mean"] is None else r["flicker_mean"] for r in items])
+                   if shaky else None)
         series[iid] = TimeSeries(iid, np.array([r["t"] for r in items], float),
                                  {c: np.array([r[c] for r in items], float) for c in columns},
-                                 ahead if ahead is not None and not np.isnan(ahead).all() else None)
+                                 ahead if ahead is not None and not np.isnan(ahead).all() else None,
+                                 flicker if flicker is not None and not np.isnan(flicker).all() else None)
     return series
 
 

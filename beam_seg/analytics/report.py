@@ -72,7 +72,7 @@ def make_drive(video: dict, series: TimeSeries | None, label_set: LabelSet, even
     return timeline.Drive(
         video["input_id"], title, src, video["first_s"], span, span / video["frames"],
         series.times_s, timeline.bands_for(series.times_s, series.fractions, names),
-        timeline.lanes_for(events, names), series.road_ahead)
+        timeline.lanes_for(events, names), series.road_ahead, series.flicker)
 
 
 def _plot_path(report_dir: str, iid: str) -> str:

@@ -51,6 +51,7 @@ class Drive:
     bands: list[Band]  # bottom of the stack first
     lanes: list[Lane]
     road_ahead: np.ndarray | None = None  # roi_road per bucket, drawn as a line over the area
+    flicker: np.ndarray | None = None  # flicker per bucket, a red line (top of the area = 20%)
 
 
 def url_join(base: str, relative_path: str) -> str:
@@ -88,7 +89,21 @@ def _area_svg(drive: Drive) -> str:
                         "</polygon>")
     return (f'<svg class="area" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" '
             f'role="img" aria-label="class coverage over time">{"".join(polygons)}'
-            f"{_road_ahead_svg(drive, x)}</svg>")
+            f"{_road_ahead_svg(drive, x)}{_flicker_svg(drive, x)}</svg>")
+
+
+FLICKER_TOP = 0.2  # flicker drawn at the top of the coverage area
+
+
+def _flicker_svg(drive: Drive, x: np.ndarray) -> str:
+    """The share of labels that change beyond the motion, as a red line (0 at the bottom,
+    FLICKER_TOP at the top): where the labels of a video are least stable."""
+    if drive.flicker is None or len(drive.flicker) != len(drive.times_s) or len(x) < 2:
+        return ""
+    y = HEIGHT * (1 - np.clip(drive.flicker / FLICKER_TOP, 0, 1))
+    points = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y, strict=True) if not np.isnan(b))
+    return (f'<polyline class="flicker" points="{points}" vector-effect="non-scaling-stroke">'
+            "<title>flicker: share of pixels whose label changed beyond the motion</title></polyline>")
 
 
 def _road_ahead_svg(drive: Drive, x: np.ndarray) -> str:
@@ -165,6 +180,9 @@ def drive_html(drive: Drive) -> str:
     if drive.road_ahead is not None:
         legend += (' <span class="nw"><span class="line"></span>road ahead (share of the '
                    "region ahead that is road)</span>")
+    if drive.flicker is not None:
+        legend += (' <span class="nw"><span class="line flicker"></span>flicker (labels changed '
+                   f"beyond the motion; top = {FLICKER_TOP:.0%})</span>")
     no_events = "" if drive.lanes else '<p class="note">No events in this video.</p>'
     return (
         f'<section class="drive" id="drive-{esc(drive.input_id)}" data-span="{drive.span_s:.6f}">'
@@ -200,6 +218,8 @@ PLAYER_CSS = """
 .tracks polyline { fill: none; stroke-linejoin: round; }
 .tracks polyline.ahead { stroke: #fff; stroke-width: 1.5px; }
 .tracks polyline.ahead-under { stroke: #000; stroke-width: 3.5px; opacity: 0.45; }
+.tracks polyline.flicker { stroke: #e00; stroke-width: 1.5px; }
+.legend .line.flicker { background: #e00; }
 .legend .line { display: inline-block; width: 16px; height: 3px; background: #fff;
                 border: 1px solid #666; vertical-align: 3px; margin-right: 5px; }
 a.full img { cursor: zoom-in; }

@@ -118,7 +118,7 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, 
     handler = DeepLabModelHandler(
         cfg.model, cfg.labels, layout.threads, cfg.inference_settings(),
         batch_size=cfg.batch_size, large_model=cfg.large_model, model_copies=cfg.model_copies,
-        interpreters=layout.interpreters)
+        interpreters=layout.interpreters, temporal=cfg.temporal_frames())
     result = _run_pipeline(plan, cfg, handler, options) if plan.inputs else None
     summary = summarize(result, plan, cfg, time.monotonic() - started)
     print_failures(failed_inputs(plan, cfg))

@@ -11,13 +11,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import cv2
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from beam_seg.media.pixels import resize_linear, resize_nearest
 from beam_seg.models import InputSpec, Model, load_label_set, load_model, resolve
 from beam_seg.models.loaders import ModelInfo
-from beam_seg.models.tiling import TileSettings, WindowMerger, crop_windows, plan_tiles
+from beam_seg.models.scores import ScoreGrid, labels_from_scores, mean_grid, softmax
+from beam_seg.models.tiling import (
+    Preset,
+    ScoreMerger,
+    TileSettings,
+    WindowMerger,
+    crop_windows,
+    plan_tiles,
+)
 
 RESIZE_MODES = ("stretch", "pad")
 
@@ -68,26 +77,196 @@ def labels_to_source(ids: np.ndarray, placement: Placement, width: int, height: 
 
 @dataclass(frozen=True)
 class InferenceSettings:
-    """How frames meet the model: one resized pass, or sliding windows (`tiles`)."""
+    """How frames meet the model: one resized pass, or sliding windows (`tiles`: one
+    working scale, or a `Preset` of several chosen from the source size)."""
 
     resize_mode: str = "stretch"
-    tiles: TileSettings | None = None
+    tiles: TileSettings | Preset | None = None
 
 
-QUALITY_PRESETS: dict[str, TileSettings | None] = {
+QUALITY_PRESETS: dict[str, Preset | None] = {
     "fast": None,  # one pass over the whole frame
-    "balanced": TileSettings(scale=1.0, overlap=1 / 3, aspect=4 / 3),  # 4 windows on 2048x1024
-    "high": TileSettings(scale=2.0, overlap=0.25),  # 15 windows on a 2048x1024 frame
+    # one row of windows at the model's height, 4/3 wide: 4 windows on 2048x1024
+    "balanced": Preset(heights=(0.0,), overlap=1 / 3, aspect=4 / 3),
+    # windows at the model's height, 3/4 and all of the source height (513, 768, 1024 on
+    # 2048x1024: 21 windows), plus the whole frame on frames up to 16:9 wide
+    "high": Preset(heights=(0.0, 0.75, 1.0), overlap=0.25, aspect=1.0, whole_max_aspect=1.8),
 }
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A frame's model output: class ids at source size (None until made from `scores`),
+    and class probabilities on a coarse grid (None for models that give only ids).
+    `raster`: the (width, height) on which labels are taken from the scores before a
+    nearest upsample to the source (the finest working frame, never above the source)."""
+
+    labels: np.ndarray | None
+    scores: ScoreGrid | None
+    raster: tuple[int, int]
+
+    def with_labels(self, width: int, height: int) -> Segmentation:
+        if self.labels is not None:
+            return self
+        return Segmentation(labels_of(self.scores, width, height, self.raster), self.scores, self.raster)
+
+
+def labels_of(scores: ScoreGrid, width: int, height: int, raster: tuple[int, int]) -> np.ndarray:
+    """Source-size class ids from a score grid, through its label raster."""
+    out_w, out_h = min(raster[0], width), min(raster[1], height)
+    ids = labels_from_scores(scores, width, height, out_w, out_h)
+    return resize_nearest(ids, width, height)
+
+
+def window_scores(output: np.ndarray, window_width: int, window_height: int,
+                  align_corners: bool) -> tuple[np.ndarray, int, float]:
+    """A window's logits -> (probabilities on its grid, grid step, first point) in window
+    pixels. Full-resolution outputs are thinned to a step of up to 8 (their logits come
+    from a stride-8 or -16 network, upsampled: nothing is lost, memory drops 64x)."""
+    height, width = output.shape[:2]
+    if (height, width) != (window_height, window_width):
+        if align_corners and height > 1 and width > 1:
+            step_x, step_y, offset = (window_width - 1) / (width - 1), (window_height - 1) / (height - 1), 0.0
+        else:
+            step_x, step_y = window_width / width, window_height / height
+            offset = (step_x - 1) / 2
+        if step_x == step_y and float(step_x).is_integer():
+            return softmax(output), int(step_x), offset
+        output = cv2.resize(output, (window_width, window_height), interpolation=cv2.INTER_LINEAR)
+    step = next(d for d in (8, 4, 2, 1) if (window_width - 1) % d == 0 and (window_height - 1) % d == 0)
+    return softmax(output[::step, ::step]), step, 0.0
+
+
+def _predict(model: Model, spec, windows: list[np.ndarray], batch_size: int = 4) -> list[np.ndarray]:
+    outputs = []
+    for start in range(0, len(windows), batch_size):
+        outputs.extend(model.predict(spec.encode(np.stack(windows[start:start + batch_size]))))
+    return outputs
+
+
+def score_whole(model: Model, frame: np.ndarray, info: ModelInfo,
+                resize_mode: str = "stretch") -> tuple[ScoreGrid, tuple[int, int]]:
+    """One pass over the whole frame -> its score grid and label raster."""
+    prepared, place = fit_to_input(frame, info.input_spec, resize_mode)
+    output = model.predict(info.input_spec.encode(prepared[None]))[0]
+    return output_grid(output, info, place, prepared.shape[1], prepared.shape[0],
+                       frame.shape[1], frame.shape[0])
+
+
+def output_grid(output: np.ndarray, info: ModelInfo, place: Placement, in_width: int,
+                in_height: int, width: int, height: int) -> tuple[ScoreGrid, tuple[int, int]]:
+    """A whole-frame pass's logits -> the source frame's score grid and label raster."""
+    probs, step, offset = window_scores(output, in_width, in_height, info.align_corners)
+    sx, sy = width / place.width, height / place.height
+    grid = ScoreGrid(probs, (offset - place.x + 0.5) * sx - 0.5, (offset - place.y + 0.5) * sy - 0.5,
+                     step * sx, step * sy)
+    return grid, (place.width, place.height)
+
+
+def labels_from_output(output: np.ndarray, info: ModelInfo, place: Placement, in_width: int,
+                       in_height: int, width: int, height: int) -> np.ndarray:
+    """Source-size class ids from one whole-frame pass's output, as `fast` makes them (for
+    benchmarks that time the stages apart)."""
+    if not info.outputs_logits:
+        return labels_to_source(to_class_ids(output, False), place, width, height)
+    grid, raster = output_grid(output, info, place, in_width, in_height, width, height)
+    return labels_of(grid, width, height, raster)
+
+
+def score_tiled(model: Model, frame: np.ndarray, tiles: TileSettings,
+                info: ModelInfo) -> tuple[ScoreGrid, tuple[int, int]]:
+    """One working scale: Hann-weighted window probabilities on the working frame's grid."""
+    spec = info.input_spec
+    height, width = frame.shape[:2]
+    step = _grid_step(model, spec, info)
+    plan = plan_tiles(width, height, spec.width, spec.height, tiles, step)
+    work = resize_linear(frame, plan.work_width, plan.work_height)
+    jobs = [(origin, window, False) for origin, window in zip(plan.origins, crop_windows(work, plan),
+                                                              strict=True)]
+    if tiles.flip:
+        jobs += [(origin, window[:, ::-1], True) for origin, window, _ in jobs]
+    merger = None
+    outputs = _predict(model, spec, [window for _, window, _ in jobs])
+    for (origin, _, flipped), output in zip(jobs, outputs, strict=True):
+        probs, grid_step, offset = window_scores(output, spec.width, spec.height, info.align_corners)
+        if merger is None:
+            merger = ScoreMerger(plan, grid_step, offset)
+        merger.add(origin, probs[:, ::-1] if flipped else probs)
+    sx, sy = width / plan.work_width, height / plan.work_height
+    grid = ScoreGrid(merger.result(), (merger.offset + 0.5) * sx - 0.5, (merger.offset + 0.5) * sy - 0.5,
+                     merger.step * sx, merger.step * sy)
+    return grid, (plan.work_width, plan.work_height)
+
+
+_STEPS: dict[tuple[str, int, int], int] = {}
+
+
+def _grid_step(model: Model, spec, info: ModelInfo) -> int:
+    """The model's score grid step in window pixels: from its output shape where the loader
+    knows it, else found once by one probe inference."""
+    if info.score_size is not None:
+        output = np.zeros((*info.score_size, 1), np.float32)
+        return window_scores(output, spec.width, spec.height, info.align_corners)[1]
+    key = (info.name, spec.width, spec.height)
+    if key not in _STEPS:
+        blank = np.zeros((1, spec.height, spec.width, 3), np.uint8)
+        output = model.predict(spec.encode(blank))[0]
+        _STEPS[key] = window_scores(output, spec.width, spec.height, info.align_corners)[1]
+    return _STEPS[key]
+
+
+def score_frame(model: Model, frame: np.ndarray, settings: InferenceSettings,
+                info: ModelInfo) -> Segmentation:
+    """A frame through every working scale of its settings, averaged (scores models)."""
+    height, width = frame.shape[:2]
+    spec = info.input_spec
+    tiles = settings.tiles if spec.fixed_size else None
+    scales = tiles.scales(width, height, spec.width, spec.height) if isinstance(tiles, Preset) else [tiles]
+    grids, rasters = [], []
+    for scale in scales:
+        grid, raster = (score_whole(model, frame, info, settings.resize_mode) if scale is None
+                        else score_tiled(model, frame, scale, info))
+        grids.append(grid)
+        rasters.append(raster)
+    raster = (max(w for w, _ in rasters), max(h for _, h in rasters))
+    return Segmentation(None, grids[0] if len(grids) == 1 else mean_grid(grids), raster)
+
+
+def score_frames(model: Model, frames: Sequence[np.ndarray],
+                 settings: InferenceSettings = InferenceSettings(),
+                 labels: bool = True) -> list[Segmentation]:
+    """Segmentations of a batch of RGB frames of any sizes. With `labels=False`, models
+    with scores leave the label maps to the caller (temporal fusion makes them later)."""
+    info = model.describe()
+    if not info.outputs_logits:
+        return [Segmentation(ids, None, (ids.shape[1], ids.shape[0]))
+                for ids in _segment_ids(model, frames, settings, info)]
+    results = [score_frame(model, frame, settings, info) for frame in frames]
+    if labels:
+        results = [r.with_labels(f.shape[1], f.shape[0]) for r, f in zip(results, frames, strict=True)]
+    return results
 
 
 def segment_frames(model: Model, frames: Sequence[np.ndarray],
                    settings: InferenceSettings = InferenceSettings()) -> list[np.ndarray]:
     """Label maps (uint8, source size) for a batch of RGB frames of any sizes."""
-    info = model.describe()
+    return [result.labels for result in score_frames(model, frames, settings)]
+
+
+def _segment_ids(model: Model, frames: Sequence[np.ndarray], settings: InferenceSettings,
+                 info: ModelInfo) -> list[np.ndarray]:
+    """Models that output only class ids: windows merged by a centre-weighted vote at the
+    preset's largest scale (the path every model took before scores)."""
     spec = info.input_spec
-    if settings.tiles is not None and spec.fixed_size:
-        return [segment_tiled(model, frame, settings, info) for frame in frames]
+    tiles = settings.tiles
+    if isinstance(tiles, Preset):
+        height, width = frames[0].shape[:2] if frames else (0, 0)
+        tiles = [t for t in tiles.scales(width, height, spec.width or 1, spec.height or 1)
+                 if t is not None][-1:] or [None]
+        tiles = tiles[0]
+    if tiles is not None and spec.fixed_size:
+        return [segment_tiled(model, frame, InferenceSettings(settings.resize_mode, tiles), info)
+                for frame in frames]
     prepared = [fit_to_input(frame, spec, settings.resize_mode) for frame in frames]
     if spec.fixed_size:
         outputs = model.predict(spec.encode(np.stack([p for p, _ in prepared])))
@@ -101,7 +280,8 @@ def segment_frames(model: Model, frames: Sequence[np.ndarray],
 
 def segment_tiled(model: Model, frame: np.ndarray, settings: InferenceSettings,
                   info: ModelInfo | None = None, batch_size: int = 4) -> np.ndarray:
-    """One frame through overlapping windows at the working scale, merged, at source size."""
+    """Class ids through overlapping windows at one working scale, merged by vote (models
+    without scores), at source size."""
     info = info or model.describe()
     spec = info.input_spec
     height, width = frame.shape[:2]
@@ -112,14 +292,12 @@ def segment_tiled(model: Model, frame: np.ndarray, settings: InferenceSettings,
     if settings.tiles.flip:
         jobs += [(origin, window[:, ::-1], True) for origin, window, _ in jobs]
     merger = None
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start:start + batch_size]
-        outputs = model.predict(spec.encode(np.stack([window for _, window, _ in chunk])))
-        for (origin, _, flipped), output in zip(chunk, outputs, strict=True):
-            if merger is None:
-                channels = output.shape[-1] if info.outputs_logits else info.num_classes
-                merger = WindowMerger(plan, info.outputs_logits, channels)
-            merger.add(origin, output[:, ::-1] if flipped else output)
+    outputs = _predict(model, spec, [window for _, window, _ in jobs], batch_size)
+    for (origin, _, flipped), output in zip(jobs, outputs, strict=True):
+        if merger is None:
+            channels = output.shape[-1] if info.outputs_logits else info.num_classes
+            merger = WindowMerger(plan, info.outputs_logits, channels)
+        merger.add(origin, output[:, ::-1] if flipped else output)
     work_ids = merger.result()
     return labels_to_source(work_ids, Placement(0, 0, plan.work_width, plan.work_height), width, height)
 
@@ -146,8 +324,10 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
 
     def __init__(self, model: str, labels: str | None = None, num_threads: int | None = None,
                  settings: dict[str, InferenceSettings] | None = None, batch_size: int = 1,
-                 large_model: bool = False, model_copies: int | None = None, interpreters: int = 1):
-        """`settings` maps an input kind ('image', 'video') to its inference settings."""
+                 large_model: bool = False, model_copies: int | None = None, interpreters: int = 1,
+                 temporal: int = 0):
+        """`settings` maps an input kind ('image', 'video') to its inference settings;
+        `temporal` > 0: video frames are fused with their neighbours after inference."""
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=large_model, model_copies=model_copies)
         self._model_uri = model
@@ -155,23 +335,26 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
         self._num_threads = num_threads
         self._interpreters = interpreters
         self.settings = settings or {}
+        self.temporal = temporal
 
     def load_model(self) -> Model:
         resolved = resolve(self._model_uri, self._labels)
-        model = load_model(resolved, self._num_threads, self._interpreters)
-        model.num_classes = load_label_set(resolved.labels).num_classes
-        return model
+        return load_model(resolved, self._num_threads, self._interpreters,
+                          load_label_set(resolved.labels).num_classes)
 
     def run_inference(self, batch: Sequence[FrameInput], model: Model,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+        """Each frame's `Segmentation`; video frames that temporal fusion will merge with their
+        neighbours keep only scores (their labels are made after fusion)."""
         model_name = model.describe().name
         results: list[PredictionResult | None] = [None] * len(batch)
         for kind in dict.fromkeys(item.kind for item in batch):
             positions = [i for i, item in enumerate(batch) if item.kind == kind]
-            label_maps = segment_frames(model, [batch[i].rgb for i in positions],
-                                        self.settings.get(kind, InferenceSettings()))
-            for i, labels in zip(positions, label_maps, strict=True):
-                results[i] = PredictionResult(batch[i], labels, model_id=model_name)
+            outputs = score_frames(model, [batch[i].rgb for i in positions],
+                                   self.settings.get(kind, InferenceSettings()),
+                                   labels=not (kind == "video" and self.temporal > 0))
+            for i, output in zip(positions, outputs, strict=True):
+                results[i] = PredictionResult(batch[i], output, model_id=model_name)
         return results
 
     def get_num_bytes(self, batch: Sequence[FrameInput]) -> int:

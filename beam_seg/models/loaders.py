@@ -48,6 +48,8 @@ class ModelInfo:
     input_spec: InputSpec
     outputs_logits: bool
     num_classes: int
+    align_corners: bool = True  # score grid point j sits on input pixel j*(in-1)/(out-1)
+    score_size: tuple[int, int] | None = None
 
 
 class Model:
@@ -57,7 +59,9 @@ class Model:
     input_spec: InputSpec
     outputs_logits: bool
     name: str
-    num_classes: int = 256  # set from the label set by whoever loads it; ids models vote over it
+    num_classes: int = 256  # the label set's size (see load_model); ids models vote over it
+    align_corners: bool = True
+    score_size: tuple[int, int] | None = None  # (height, width) of the scores, when known unrun
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -65,7 +69,8 @@ class Model:
     def describe(self) -> ModelInfo:
         """The model's facts through a method call: with Beam's `model_copies`/`large_model`,
         RunInference hands out a cross-process proxy that forwards methods, not attributes."""
-        return ModelInfo(self.name, self.input_spec, self.outputs_logits, self.num_classes)
+        return ModelInfo(self.name, self.input_spec, self.outputs_logits, self.num_classes,
+                         self.align_corners, self.score_size)
 
 
 def default_threads() -> int:
@@ -109,16 +114,26 @@ class TFLiteModel(Model):
     for two 1-thread interpreters, 42 to 46 for one 2-thread interpreter).
     """
 
-    def __init__(self, path: str, name: str, num_threads: int | None = None, instances: int = 1):
+    def __init__(self, path: str, name: str, num_threads: int | None = None, instances: int = 1,
+                 num_classes: int = 256):
         from ai_edge_litert.interpreter import Interpreter
+
+        from beam_seg.models.surgery import expose_logits
 
         if instances < 1:
             raise ValueError("a model needs at least one interpreter")
         self.name = name
+        self.num_classes = num_classes
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        with open(path, "rb") as f:
+            content = f.read()
+        exposed = expose_logits(content)
+        if exposed is not None:  # scores instead of ArgMax ids, and cheaper (see surgery.py)
+            content, self.align_corners = exposed.model, exposed.align_corners
+            log.debug("%s: scores read from %s", name, exposed.tensor_name)
 
         def new_interpreter():
-            interpreter = Interpreter(model_path=path, num_threads=num_threads or default_threads())
+            interpreter = Interpreter(model_content=content, num_threads=num_threads or default_threads())
             interpreter.allocate_tensors()
             self._idle.put(interpreter)
             return interpreter
@@ -145,12 +160,25 @@ class TFLiteModel(Model):
             raise ValueError(f"{name}: unsupported input type {dtype}")
         self._input_dtype = dtype
         self.outputs_logits = len(out["shape"]) == 4
+        if self.outputs_logits:
+            self.score_size = (int(out["shape"][1]), int(out["shape"][2]))
+        scale, zero_point = out.get("quantization", (0.0, 0))
+        self._dequantize = (np.float32(scale), np.float32(zero_point)) \
+            if self.outputs_logits and scale else None
+        if not self.outputs_logits:
+            log.warning("%s outputs class ids only: windows are merged by vote, and there are "
+                        "no scores for confidence or temporal fusion", name)
 
     def _read_output(self, interpreter) -> np.ndarray:
-        """The output of the last invoke. Class ids (int64 from ArgMax: 2 MB at 513x513) are
-        narrowed straight from the interpreter's buffer, one copy instead of three."""
+        """The output of the last invoke. Quantized logits become float32 logits; class ids
+        (int64 from ArgMax: 2 MB at 513x513) are narrowed straight from the interpreter's
+        buffer, one copy instead of three."""
         if self.outputs_logits:
-            return interpreter.get_tensor(self._output_index)[0]
+            scores = interpreter.get_tensor(self._output_index)[0]
+            if self._dequantize is None:
+                return scores
+            scale, zero_point = self._dequantize
+            return (scores.astype(np.float32) - zero_point) * scale
         return interpreter.tensor(self._output_index)()[0].astype(np.uint8)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -173,9 +201,11 @@ class TFFunctionModel(Model):
     TF functions are thread-safe, so no lock is needed.
     """
 
-    def __init__(self, fn, name: str, input_spec: InputSpec, outputs_logits: bool, output_key=None):
+    def __init__(self, fn, name: str, input_spec: InputSpec, outputs_logits: bool, output_key=None,
+                 num_classes: int = 256):
         self._fn = fn
         self.name = name
+        self.num_classes = num_classes
         self.input_spec = input_spec
         self.outputs_logits = outputs_logits
         self._output_key = output_key
@@ -201,7 +231,7 @@ def _spec_from_tensor(shape, dtype) -> InputSpec:
     return InputSpec(height, width, "float32", **DEEPLAB_FLOAT)
 
 
-def load_saved_model(path: str, name: str) -> Model:
+def load_saved_model(path: str, name: str, num_classes: int = 256) -> Model:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
@@ -219,7 +249,7 @@ def load_saved_model(path: str, name: str) -> Model:
     def call(x):
         return fn(**{input_key: tf.cast(x, input_tensor.dtype)})
 
-    return TFFunctionModel(call, name, spec, logits, output_key=key)
+    return TFFunctionModel(call, name, spec, logits, output_key=key, num_classes=num_classes)
 
 
 def _pick_output(outputs: dict) -> str:
@@ -237,7 +267,7 @@ def _pick_output(outputs: dict) -> str:
 
 
 def load_frozen_graph(path: str, name: str, input_name: str = "ImageTensor:0",
-                      output_name: str = "SemanticPredictions:0") -> Model:
+                      output_name: str = "SemanticPredictions:0", num_classes: int = 256) -> Model:
     """A DeepLab model-zoo frozen graph: uint8 [1,H,W,3] any size -> ids [1,H,W]."""
     import tensorflow as tf
 
@@ -247,16 +277,21 @@ def load_frozen_graph(path: str, name: str, input_name: str = "ImageTensor:0",
         lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
     fn = wrapped.prune(wrapped.graph.get_tensor_by_name(input_name),
                        wrapped.graph.get_tensor_by_name(output_name))
-    return TFFunctionModel(fn, name, InputSpec(None, None, "uint8"), outputs_logits=False)
+    log.warning("%s outputs class ids only (SemanticPredictions): no scores for confidence or "
+                "temporal fusion, label maps as the graph gives them", name)
+    return TFFunctionModel(fn, name, InputSpec(None, None, "uint8"), outputs_logits=False,
+                           num_classes=num_classes)
 
 
-def load_model(resolved: ResolvedModel, num_threads: int | None = None, instances: int = 1) -> Model:
+def load_model(resolved: ResolvedModel, num_threads: int | None = None, instances: int = 1,
+               num_classes: int = 256) -> Model:
     """`num_threads` and `instances` (interpreters side by side) apply to TFLite; TensorFlow
-    functions are thread-safe and schedule their own threads."""
+    functions are thread-safe and schedule their own threads. `num_classes` is the label
+    set's size, which an ids-only model's window votes are counted over."""
     if resolved.format == "tflite":
-        return TFLiteModel(resolved.path, resolved.name, num_threads, instances)
+        return TFLiteModel(resolved.path, resolved.name, num_threads, instances, num_classes)
     if resolved.format == "savedmodel":
-        return load_saved_model(resolved.path, resolved.name)
+        return load_saved_model(resolved.path, resolved.name, num_classes)
     if resolved.format == "frozen_graph":
-        return load_frozen_graph(resolved.path, resolved.name)
+        return load_frozen_graph(resolved.path, resolved.name, num_classes=num_classes)
     raise ValueError(f"unknown model format {resolved.format!r}")

@@ -32,7 +32,21 @@ def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
             "pixels (raise it with --max-image-pixels)")
     segments = video.plan_segments(info, cfg.segment_frames)
     slim = dataclasses.replace(info, timestamps_s=())
-    return [WorkUnit(uri, iid, "video", seg, len(segments), slim, version) for seg in segments]
+    k, step = cfg.temporal_frames(), cfg.every_nth_frame
+    return [WorkUnit(uri, iid, "video", seg, len(segments), slim,
+                     context_span(info, seg, k, step) if k else None, version) for seg in segments]
+
+
+def context_span(info: video.VideoInfo, seg: video.Segment, k: int, step: int) -> video.Segment:
+    """The frames a unit decodes when temporal fusion takes K neighbours on each side: K+1
+    processed frames before its range (the frame before its first needs its own
+    neighbours, for flicker) and K after, at --every-nth-frame spacing."""
+    first = max(0, (seg.start // step - (k + 1)) * step) if seg.start else 0
+    last = min(info.frame_count, seg.stop + k * step)
+    ts = info.timestamps_s
+    seek = 0.0 if first == 0 else info.seek_offset_s + (ts[first - 1] + ts[first]) / 2
+    preroll = min(seek, info.reorder_s) if seek > 0 else 0.0  # as plan_segments does
+    return video.Segment(seg.index, first, last - first, seek, (), preroll)
 
 
 def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, FrameInput] | UnitStatus]:
@@ -48,18 +62,23 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
         yield UnitStatus(unit, 1, 1, frames_read=1)
         return
     seg = unit.segment
+    span = unit.context or seg
     wanted = set(planned_frame_indices(seg, cfg.every_nth_frame))
     decoded = 0
     path = storage.local_copy(unit.source_uri)
     # closing(): ffmpeg is stopped as soon as this generator is, even if Beam abandons it
     stalled = None
-    with contextlib.closing(video.decode_frames(path, unit.info, seg)) as frames:
+    with contextlib.closing(video.decode_frames(path, unit.info, span)) as frames:
         try:
             for offset, rgb in enumerate(frames):
-                decoded += 1
-                index = seg.start + offset
-                if index in wanted:
-                    yield FrameKey(unit, index, seg.timestamps_s[offset]), FrameInput("video", rgb)
+                index = span.start + offset
+                if seg.start <= index < seg.stop:
+                    decoded += 1
+                    if index in wanted:
+                        yield (FrameKey(unit, index, seg.timestamps_s[index - seg.start]),
+                               FrameInput("video", rgb))
+                elif index % cfg.every_nth_frame == 0:  # a neighbour for temporal fusion
+                    yield FrameKey(unit, index, 0.0, context=True), FrameInput("video", rgb)
         except video.VideoError as exc:  # a stalled decoder: the frames it gave are kept
             stalled = str(exc)
     error = missing_from = None

@@ -27,6 +27,7 @@ class WorkUnit:
     segment: Segment | None = None
     segment_count: int = 1
     info: VideoInfo | None = None  # without per-frame timestamps, to stay small
+    context: Segment | None = None  # the wider range decoded for temporal fusion's neighbours
     source_version: str = ""  # JSON of storage.source_identity at planning: markers record it
 
     @property
@@ -45,6 +46,7 @@ class FrameKey:
     unit: WorkUnit
     frame_index: int
     timestamp_s: float
+    context: bool = False  # decoded only as a neighbour for temporal fusion, never written
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class FrameRecord:
     height: int
     class_counts: np.ndarray  # pixels per class id, then the rest (ignore)
     regions: dict = field(default_factory=dict)  # roi_/n_/largest_/lowest_ columns
+    confidence: float | None = None  # mean top-class probability (models with scores)
+    flicker: float | None = None  # share of labels changed beyond the motion (fused videos)
 
 
 @dataclass(frozen=True)

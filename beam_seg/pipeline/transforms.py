@@ -21,9 +21,9 @@ from apache_beam.transforms.window import GlobalWindows
 
 from beam_seg import storage
 from beam_seg.config import RunConfig
-from beam_seg.models import load_label_set, resolve
+from beam_seg.models import load_label_set, resolve, scores
 from beam_seg.models.inference import DeepLabModelHandler
-from beam_seg.pipeline import decode, finish, markers, write
+from beam_seg.pipeline import decode, finish, markers, temporal, write
 from beam_seg.pipeline.progress import ProgressCounter
 from beam_seg.pipeline.records import (
     ErrorRecord,
@@ -50,6 +50,12 @@ class _LabelSetDoFn(beam.DoFn):
         resolved = resolve(self.cfg.model, self.cfg.labels)
         self.model_name = resolved.name
         self.label_set = load_label_set(resolved.labels)
+
+
+def last_decoded_frame(unit: WorkUnit, every_nth_frame: int) -> int:
+    """The last frame a unit's decoder yields (its last context frame under temporal fusion)."""
+    span = unit.context or unit.segment
+    return max(i for i in range(span.start, span.stop) if i % every_nth_frame == 0)
 
 
 def planned_frames(unit: WorkUnit, every_nth_frame: int) -> int:
@@ -111,7 +117,9 @@ class WriteFrame(_LabelSetDoFn):
         super().__init__(cfg)
         self.frames_segmented = Metrics.counter(NAMESPACE, "frames_segmented")
         self.write_ms = Metrics.distribution(NAMESPACE, "frame_write_ms")
+        self.temporal = cfg.temporal_frames()
         self._writers: dict = {}
+        self._fusers: dict = {}
 
     def setup(self) -> None:
         super().setup()
@@ -122,9 +130,32 @@ class WriteFrame(_LabelSetDoFn):
 
     def process(self, element):
         key, result = element
+        for frame in self._ready(key, result.example.rgb, result.inference):
+            yield from self._write(frame)
+
+    def _ready(self, key, rgb, seg) -> list:
+        """The frames ready to write: at once without temporal fusion, else once their later
+        neighbours have come through the unit's fuser (context frames are never written)."""
+        unit = key.unit
+        if seg.scores is None or unit.kind != "video" or self.temporal == 0:
+            if key.context:
+                return []
+            confidence = scores.confidence(seg.scores) if seg.scores is not None else None
+            return [temporal.FusedFrame(key, rgb, seg.with_labels(rgb.shape[1], rgb.shape[0]).labels,
+                                        confidence, None)]
+        fuser = self._fusers.get(unit.key)
+        if fuser is None:
+            fuser = self._fusers[unit.key] = temporal.TemporalFuser(self.temporal)
+        ready = fuser.add(key, rgb, seg)
+        if key.frame_index == last_decoded_frame(unit, self.cfg.every_nth_frame):
+            ready += self._fusers.pop(unit.key).flush()
+        return ready
+
+    def _write(self, frame):
+        key = frame.key
         start = time.perf_counter()
-        record, overlay = write.write_frame_outputs(key, result.example.rgb, result.inference,
-                                                    self.cfg, self.label_set)
+        record, overlay = write.write_frame_outputs(key, frame.rgb, frame.labels, self.cfg,
+                                                    self.label_set, frame.confidence, frame.flicker)
         unit = key.unit
         writer = self._writers.get(unit.key)
         if writer is None:
@@ -142,6 +173,14 @@ class WriteFrame(_LabelSetDoFn):
 
     def finish_bundle(self):
         """Units whose last frame never came (truncated video, failed frames) end here."""
+        fusers, self._fusers = self._fusers, {}
+        for fuser in fusers.values():
+            for frame in fuser.flush():
+                for out in self._write(frame):
+                    if isinstance(out, beam.pvalue.TaggedOutput):
+                        yield beam.pvalue.TaggedOutput(out.tag, GlobalWindows.windowed_value(out.value))
+                    else:
+                        yield GlobalWindows.windowed_value(out)
         self.progress.flush()
         writers, self._writers = self._writers, {}
         for writer in writers.values():
@@ -154,6 +193,7 @@ class WriteFrame(_LabelSetDoFn):
         self._abort_writers()
 
     def _abort_writers(self):
+        self._fusers = {}
         writers, self._writers = self._writers, {}
         for writer in writers.values():
             writer.abort()

@@ -28,7 +28,8 @@ log = logging.getLogger("beam_seg")
 
 
 def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: RunConfig,
-                        label_set: LabelSet) -> tuple[FrameRecord, np.ndarray]:
+                        label_set: LabelSet, confidence: float | None = None,
+                        flicker: float | None = None) -> tuple[FrameRecord, np.ndarray]:
     """Write a frame's label PNG and overlay; keep its class counts, and hand back the
     overlay pixels for the segment video."""
     layout = cfg.layout
@@ -39,7 +40,8 @@ def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: Ru
                         render.encode_image(blended, cfg.overlay_format))
     counts = coverage.class_counts(ids, label_set.num_classes)
     record = FrameRecord(key.frame_index, key.timestamp_s, int(ids.shape[1]), int(ids.shape[0]),
-                         counts, regions.region_values(ids, counts, label_set, cfg.region_settings))
+                         counts, regions.region_values(ids, counts, label_set, cfg.region_settings),
+                         confidence, flicker)
     return record, blended
 
 
@@ -180,6 +182,8 @@ def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
             "label_uri": layout.relative(layout.label_png(unit.input_id, record.frame_index)),
             "overlay_uri": layout.relative(
                 layout.overlay(unit.input_id, record.frame_index, cfg.overlay_format)),
+            "confidence": record.confidence,
+            "flicker": record.flicker,
         }
         rows.append(coverage.coverage_row(base, record.class_counts, label_set, record.regions))
     return rows

@@ -1,0 +1,79 @@
+"""Scores out of the models and their merging: flatbuffer surgery, Hann-weighted windows,
+labels from score grids, presets chosen from the source size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ai_edge_litert.interpreter import Interpreter
+from PIL import Image
+
+from beam_seg.models.scores import ScoreGrid, hann, labels_from_scores
+from beam_seg.models.surgery import expose_logits
+from beam_seg.models.tiling import Preset, ScoreMerger, TilePlan, TileSettings
+
+from conftest import DATA, MODELS
+
+
+def _run(content: bytes, rgb: np.ndarray) -> tuple[np.ndarray, dict]:
+    interpreter = Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], rgb[None])
+    interpreter.invoke()
+    out = interpreter.get_output_details()[0]
+    return interpreter.get_tensor(out["index"])[0], out
+
+
+def test_the_default_model_gives_its_logits_and_they_agree_with_its_argmax():
+    content = (MODELS / "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite").read_bytes()
+    exposed = expose_logits(content)
+    assert exposed is not None and exposed.align_corners
+    assert exposed.tensor_name.startswith("logits/semantic/BiasAdd")
+    rgb = np.asarray(Image.open(DATA / "images" / "coral_cityscapes_segmentation.bmp").convert("RGB"))
+    ids, _ = _run(content, rgb)
+    logits, details = _run(exposed.model, rgb)
+    assert logits.shape == (33, 33, 19) and details["quantization"][0] > 0
+    # the model's own resize: grid point j on input pixel 16 j; compare ids there
+    assert np.mean(np.argmax(logits, -1) == ids[::16, ::16]) > 0.95
+
+
+def test_a_model_that_already_outputs_logits_is_left_alone():
+    assert expose_logits((MODELS / "deeplabv3_257_mv_gpu.tflite").read_bytes()) is None
+
+
+def test_hann_weights_are_positive_symmetric_and_peak_in_the_middle():
+    w = hann(33)
+    assert (w > 0).all() and np.allclose(w, w[::-1]) and w.argmax() == 16 and w[0] < 0.01
+
+
+def test_overlapping_windows_blend_without_a_step():
+    """Two windows that disagree hand over smoothly across their overlap: no jump larger
+    than a small share of their difference between neighbouring grid points."""
+    plan = TilePlan(16 * 24 + 1, 17, 17, 17, ((0, 0), (16 * 8, 0)))
+    merger = ScoreMerger(plan, step=16, offset=0.0)
+    merger.add((0, 0), np.dstack([np.full((2, 17), 0.9), np.full((2, 17), 0.1)]).astype(np.float32))
+    merger.add((128, 0), np.dstack([np.full((2, 17), 0.2), np.full((2, 17), 0.8)]).astype(np.float32))
+    row = merger.result()[0, :, 0]
+    assert len(row) == 25
+    assert row[0] == pytest.approx(0.9) and row[-1] == pytest.approx(0.2)
+    assert (np.diff(row) <= 1e-6).all()  # monotonic from one window to the other
+    assert np.abs(np.diff(row)).max() < 0.7 * 0.25
+
+
+def test_labels_follow_bilinear_log_probabilities():
+    xs = np.array([0.0, 10.0, 20.0])
+    p0 = np.array([0.9, 0.6, 0.05], np.float32)
+    probs = np.stack([p0, 1 - p0], -1)[None].repeat(2, 0)  # 2 x 3 x 2
+    grid = ScoreGrid(probs, 0.0, 0.0, 10.0, 10.0)
+    labels = labels_from_scores(grid, 21, 11)
+    margin = np.interp(np.arange(21), xs, np.log(p0) - np.log(1 - p0))
+    assert (labels[5] == np.where(margin > 0, 0, 1)).all()
+
+
+def test_presets_choose_their_scales_from_the_source_size():
+    high = Preset(heights=(0.0, 0.75, 1.0), whole_max_aspect=1.8)
+    heights = {size: [None if s is None else round(s.scale * 513) for s in high.scales(*size, 513, 513)]
+               for size in [(2048, 1024), (1280, 720), (1224, 370), (400, 300)]}
+    assert heights == {(2048, 1024): [513, 768, 1024], (1280, 720): [None, 513, 720],
+                       (1224, 370): [513], (400, 300): [None]}
+    assert all(isinstance(s, TileSettings) for s in high.scales(2048, 1024, 513, 513))

@@ -1,0 +1,173 @@
+"""Temporal fusion: scene cuts, the fuser's reset and window, and label maps that do not
+depend on how a video is cut into work units (fake scores model, real pipeline)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+import pytest
+from apache_beam.testing.test_pipeline import TestPipeline
+from fakes import FakeHandler
+
+from beam_seg.config import RunConfig
+from beam_seg.media import flow
+from beam_seg.media.video import ffmpeg_exe
+from beam_seg.models.inference import DeepLabModelHandler, Segmentation
+from beam_seg.models.loaders import InputSpec, Model
+from beam_seg.models.scores import ScoreGrid
+from beam_seg.pipeline.records import FrameKey, WorkUnit
+from beam_seg.pipeline.temporal import TemporalFuser
+from beam_seg.pipeline.transforms import SegmentInputs
+
+
+def texture(seed: int, width: int = 160, height: int = 96) -> np.ndarray:
+    """A smooth random RGB texture (flow needs structure, not noise)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (height // 8, width // 8, 3), dtype=np.uint8)
+    import cv2
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def scene(seed: int, frames: int, width: int = 160, height: int = 96) -> list[np.ndarray]:
+    """A texture panning 2 pixels a frame to the left."""
+    wide = texture(seed, width + 2 * frames, height)
+    return [np.ascontiguousarray(wide[:, 2 * i:2 * i + width]) for i in range(frames)]
+
+
+def test_a_cut_is_found_between_scenes_and_not_within_one():
+    a, b = scene(1, 3), scene(2, 1)
+    grey = [flow.small_grey(f) for f in (*a, *b)]
+    within = [flow.is_cut(grey[i], grey[i + 1], flow.dense_flow(grey[i], grey[i + 1])) for i in (0, 1)]
+    across = flow.is_cut(grey[2], grey[3], flow.dense_flow(grey[2], grey[3]))
+    assert within == [False, False] and across
+
+
+def _grid(probs_of_class: dict[int, float], shape=(7, 11), channels: int = 19) -> ScoreGrid:
+    rest = (1 - sum(probs_of_class.values())) / (channels - len(probs_of_class))
+    probs = np.full((*shape, channels), rest, np.float32)
+    for c, p in probs_of_class.items():
+        probs[..., c] = p
+    return ScoreGrid(probs, 0.0, 0.0, 16.0, 16.0)
+
+
+def _key(index: int, context: bool = False) -> FrameKey:
+    return FrameKey(WorkUnit("v.mp4", "v", "video"), index, 0.0, context)
+
+
+def test_fusion_resets_at_a_scene_cut():
+    # scene A: class 0 sure (0.9); scene B: class 1 at only 0.3. Averaged across the cut
+    # with weights 1/4, 1/2, 1/4, class 0 would win B's first frame; after a reset it cannot.
+    frames = scene(1, 4) + scene(2, 4)
+    grids = [_grid({0: 0.9})] * 4 + [_grid({1: 0.3})] * 4
+    fuser = TemporalFuser(1)
+    out = []
+    for i, (rgb, grid) in enumerate(zip(frames, grids, strict=True)):
+        out += fuser.add(_key(i), rgb, Segmentation(None, grid, (160, 96)))
+    out += fuser.flush()
+    labels = {f.key.frame_index: f.labels for f in out}
+    assert sorted(labels) == list(range(8))
+    assert all((labels[i] == 0).all() for i in range(4))
+    assert all((labels[i] == 1).all() for i in range(4, 8))
+    flickers = {f.key.frame_index: f.flicker for f in out}
+    assert flickers[0] is None and flickers[4] is None  # first frame, and right after the cut
+    assert flickers[1] == 0.0 and flickers[5] == 0.0
+
+
+def _noisy_grids(count: int, seed: int = 0) -> list[ScoreGrid]:
+    rng = np.random.default_rng(seed)
+    grids = []
+    for _ in range(count):
+        logits = rng.normal(0, 1, (7, 11, 5)).astype(np.float32)
+        probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        grids.append(ScoreGrid(probs, 0.0, 0.0, 16.0, 16.0))
+    return grids
+
+
+def _fuse(frames, grids, k: int, start: int, stop: int) -> dict[int, tuple]:
+    """One work unit [start, stop) fed as the pipeline feeds it: K+1 context frames before, K after."""
+    first = max(0, start - k - 1) if start else 0
+    last = min(len(frames), stop + k)
+    fuser = TemporalFuser(k)
+    out = []
+    for i in range(first, last):
+        key = _key(i, context=not start <= i < stop)
+        out += fuser.add(key, frames[i], Segmentation(None, grids[i], (160, 96)))
+    out += fuser.flush()
+    return {f.key.frame_index: (f.labels.tobytes(), f.confidence, f.flicker) for f in out}
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_fused_frames_do_not_depend_on_how_the_video_is_cut(k):
+    frames = scene(3, 9) + scene(4, 8)
+    grids = _noisy_grids(len(frames))
+    whole = _fuse(frames, grids, k, 0, len(frames))
+    pieces = {}
+    for start in range(0, len(frames), 4):
+        pieces.update(_fuse(frames, grids, k, start, min(start + 4, len(frames))))
+    assert sorted(pieces) == sorted(whole) == list(range(len(frames)))
+    assert pieces == whole
+    # and fusion does something: it differs from each frame's own scores somewhere
+    alone = _fuse(frames, grids, 0, 0, len(frames))
+    assert any(alone[i][0] != whole[i][0] for i in whole)
+
+
+class ScoresModel(Model):
+    """65x65 input, 17x17 logits (step 4, corners aligned): class red // 16 is strongest,
+    with a margin that follows green, so fusion has something to average."""
+
+    input_spec = InputSpec(65, 65, "uint8")
+    outputs_logits = True
+    name = "fake-scores"
+    num_classes = 19
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        points = batch[:, ::4, ::4].astype(np.float32)
+        logits = np.zeros((*points.shape[:3], 19), np.float32)
+        ids = (points[..., 0] // 16).astype(int)
+        np.put_along_axis(logits, ids[..., None], (0.5 + points[..., 1:2] / 128), axis=-1)
+        return logits
+
+
+class ScoresHandler(DeepLabModelHandler):
+    def load_model(self) -> Model:
+        return ScoresModel()
+
+
+def _video(path: Path, frames: list[np.ndarray]) -> Path:
+    height, width = frames[0].shape[:2]
+    args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
+            "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", "25", "-i", "-",
+            "-c:v", "libx264", "-g", "5", "-pix_fmt", "yuv420p", "-crf", "12", str(path)]
+    subprocess.run(args, input=b"".join(f.tobytes() for f in frames), check=True)
+    return path
+
+
+@pytest.mark.parametrize("every_nth", [1, 2])
+def test_label_maps_are_the_same_bytes_for_7_and_150_frame_units(tmp_path, every_nth):
+    clip = _video(tmp_path / "clip.mp4", scene(5, 12) + scene(6, 10))
+    outputs = {}
+    for frames in (7, 150):
+        cfg = RunConfig(output=str(tmp_path / f"out{frames}"), quality="balanced",
+                        segment_frames=frames, every_nth_frame=every_nth)
+        assert cfg.temporal_frames() == 1
+        handler = ScoresHandler(cfg.model, cfg.labels, 1, cfg.inference_settings(),
+                                interpreters=1, temporal=cfg.temporal_frames())
+        with TestPipeline() as p:
+            _ = p | beam.Create([str(clip)]) | SegmentInputs(cfg, handler)
+        labels = sorted(Path(cfg.output, "labels").rglob("*.png"))
+        outputs[frames] = {path.name: path.read_bytes() for path in labels}
+    assert len(outputs[7]) == 22 // every_nth
+    assert outputs[7] == outputs[150]
+
+
+def test_an_ids_only_model_still_writes_every_frame_with_temporal_on(tmp_path):
+    clip = _video(tmp_path / "clip.mp4", scene(7, 9))
+    cfg = RunConfig(output=str(tmp_path / "out"), quality="balanced", segment_frames=4)
+    handler = FakeHandler(cfg.model, cfg.labels, 1, cfg.inference_settings(), interpreters=1,
+                          temporal=cfg.temporal_frames())
+    with TestPipeline() as p:
+        _ = p | beam.Create([str(clip)]) | SegmentInputs(cfg, handler)
+    assert len(list(Path(cfg.output, "labels").rglob("*.png"))) == 9
