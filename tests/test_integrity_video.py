@@ -119,6 +119,26 @@ def test_an_ffmpeg_run_past_its_time_limit_is_a_video_error():
         ffmpeg.run(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "null", "-"], timeout=0.5)
 
 
+def test_a_run_to_completion_that_stops_progressing_is_killed_with_a_reason(tmp_path):
+    """Packet listings and concats run to completion: a stuck one (its input a named pipe
+    nobody writes to) is killed once its progress reports stop, long before its time limit."""
+    fifo = tmp_path / "stuck.mp4"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(video.VideoError, match="stalled: no progress for 1 s"):
+        ffmpeg.run([*ffmpeg.input_args(str(fifo)), "-c", "copy", "-f", "framecrc", "-"],
+                   timeout=600, stall_s=1.0)
+    assert time.monotonic() - started < 10
+
+
+def test_a_long_run_that_keeps_progressing_is_not_a_stall():
+    """Three seconds of work under a one-second stall bound: reports keep it alive."""
+    proc = ffmpeg.run(["-re", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=3",
+                       "-f", "framecrc", "-"], timeout=60, stall_s=1.0)
+    assert proc.returncode == 0
+    assert proc.stdout.count(b"\n0,") == 75  # every frame listed on stdout, none lost
+
+
 def test_watchdog_never_fires_while_disarmed():
     """Time between frames (the model working) is not a stall."""
     proc = subprocess.Popen(["sleep", "5"])

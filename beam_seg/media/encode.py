@@ -152,6 +152,6 @@ def concat_segments(segment_paths: list[str], output_path: str,
         else:
             args += ["-map", "0:v:0"]
         args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", output_path]
-        proc = run(args, timeout=PROBE_TIMEOUT_S)
+        proc = run(args, timeout=PROBE_TIMEOUT_S, stall_s=STALL_TIMEOUT_S)
         if proc.returncode != 0:
             raise VideoError("concat failed: " + last_error(proc.stderr.decode("utf-8", "replace")))

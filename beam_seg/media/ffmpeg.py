@@ -34,13 +34,52 @@ def input_args(path: str) -> list[str]:
     return ["-protocol_whitelist", "file,pipe", "-i", path]
 
 
-def run(args: list[str], timeout: float | None = None) -> subprocess.CompletedProcess:
-    """ffmpeg to completion; one that runs past `timeout` is killed and raises VideoError."""
+def run(args: list[str], timeout: float | None = None,
+        stall_s: float | None = None) -> subprocess.CompletedProcess:
+    """ffmpeg to completion; one that runs past `timeout` is killed and raises VideoError.
+
+    With `stall_s`, ffmpeg also reports its progress twice a second on a pipe of its own
+    (`-progress pipe:N`), and one whose reports stop for that long is killed: a long job
+    (listing the packets of hours of video, joining many segments) may take its time, a
+    stuck one may not.
+    """
+    command = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
+    if stall_s is None:
+        try:
+            return subprocess.run([*command, *args], capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise VideoError(f"ffmpeg did not finish within {timeout:.0f} s") from None
+    reports, report_end = os.pipe()
+    command += ["-progress", f"pipe:{report_end}", "-stats_period", "0.5", *args]
     try:
-        return subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", *args],
-                              capture_output=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise VideoError(f"ffmpeg did not finish within {timeout:.0f} s") from None
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=(report_end,))
+    finally:
+        os.close(report_end)
+    last_report = [time.monotonic()]
+
+    def listen() -> None:
+        with os.fdopen(reports, "rb") as stream:
+            for _ in stream:
+                last_report[0] = time.monotonic()
+
+    threading.Thread(target=listen, daemon=True, name="ffmpeg-progress").start()
+    started = time.monotonic()
+    while True:
+        try:
+            stdout, stderr = proc.communicate(timeout=0.5)
+            return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
+        except subprocess.TimeoutExpired:
+            now = time.monotonic()
+            if now - last_report[0] > stall_s:
+                reason = f"ffmpeg stalled: no progress for {stall_s:.0f} s"
+            elif timeout is not None and now - started > timeout:
+                reason = f"ffmpeg did not finish within {timeout:.0f} s"
+            else:
+                continue
+            proc.kill()
+            proc.communicate()
+            raise VideoError(reason) from None
 
 
 def last_error(stderr: str) -> str:

@@ -131,7 +131,7 @@ class _Packets:
 def _packet_timestamps(path: str) -> _Packets:
     """Time base, sorted presentation timestamps and durations of every shown video packet."""
     proc = run(["-copyts", *input_args(path), "-map", "0:V:0", "-c", "copy", "-f", "framecrc", "-"],
-                timeout=PROBE_TIMEOUT_S)
+               timeout=PROBE_TIMEOUT_S, stall_s=STALL_TIMEOUT_S)
     time_base = None
     pts: list[int] = []
     durations: list[int] = []
