@@ -122,3 +122,12 @@ def test_version_and_help_name_the_command(capsys):
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("beam-seg ")
     assert build_parser().format_usage().startswith("usage: beam-seg segment ")
+
+
+def test_progress_lines_say_done_of_planned_rate_and_eta_and_thin_out_on_long_runs():
+    from beam_seg.job.progress import format_eta, line_interval, progress_line
+
+    assert progress_line(200, 50, 10.0) == "frames 50/200 (25%), 10.0 frames/s, ETA 0:15"
+    assert progress_line(200, 0, 0.0).endswith("ETA ?")
+    assert format_eta(3725) == "1:02:05"
+    assert [line_interval(t) for t in (0, 5, 30, 600)] == [1.0, 1.0, 3.0, 10.0]

@@ -16,7 +16,15 @@ from typing import TextIO
 from beam_seg.pipeline.progress import read_totals
 
 POLL_S = 0.5
-LINE_EVERY_S = 2.0
+# Plain lines come every second at first, then less often as the run goes on (a tenth of
+# the time since the first frame, at most every 10 s): quick feedback on a short run, a
+# readable log of a long one.
+LINE_EVERY_S = (1.0, 10.0)
+
+
+def line_interval(since_first_s: float, bounds: tuple[float, float] = LINE_EVERY_S) -> float:
+    low, high = bounds
+    return min(high, max(low, since_first_s / 10))
 
 
 def format_eta(seconds: float | None) -> str:
@@ -37,7 +45,8 @@ def progress_line(planned: int, written: int, rate: float) -> str:
 class ProgressWatcher:
     """A daemon thread that shows the workers' totals until `stop()`."""
 
-    def __init__(self, stream: TextIO | None = None, line_every_s: float = LINE_EVERY_S):
+    def __init__(self, stream: TextIO | None = None,
+                 line_every_s: tuple[float, float] = LINE_EVERY_S):
         self.dir = tempfile.mkdtemp(prefix="beam_seg_progress_")
         self._stream = stream or sys.stderr
         self._line_every_s = line_every_s
@@ -74,7 +83,8 @@ class ProgressWatcher:
             if tty:
                 self._update_bar(planned, written)
             elif (planned, written) != shown and written and (
-                    now - last_line >= self._line_every_s or last_line == 0.0 or stopping):
+                    now - last_line >= line_interval(now - first[0], self._line_every_s)
+                    or last_line == 0.0 or stopping):
                 print(f"progress: {progress_line(planned, written, rate)}",
                       file=self._stream, flush=True)
                 last_line, shown = now, (planned, written)
