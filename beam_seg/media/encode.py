@@ -15,18 +15,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from beam_seg.media.ffmpeg import (
-    PROBE_TIMEOUT_S,
-    STALL_TIMEOUT_S,
-    VideoError,
-    Watchdog,
-    background,
-    ffmpeg_exe,
-    input_args,
-    last_error,
-    run,
-    widen_pipe,
-)
+from beam_seg.media import ffmpeg
+from beam_seg.media.ffmpeg import VideoError
 from beam_seg.media.pixels import rgb_to_i420
 
 
@@ -59,14 +49,14 @@ class VideoWriter:
 
     def __init__(self, path: str, width: int, height: int, fps: Fraction,
                  sar: Fraction = Fraction(1), settings: EncodeSettings = EncodeSettings(),
-                 stall_timeout_s: float = STALL_TIMEOUT_S):
+                 stall_timeout_s: float = ffmpeg.STALL_TIMEOUT_S):
         self.path, self.width, self.height = path, width, height
         self.stall_timeout_s = stall_timeout_s
-        self._watchdog: Watchdog | None = None
+        self._watchdog: ffmpeg.Watchdog | None = None
         coded = f"{width + width % 2}x{height + height % 2}"  # see rgb_to_i420
         rate = f"{fps.numerator}/{fps.denominator}"
         self._args = [
-            ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            ffmpeg.ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
             "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", coded, "-framerate", rate, "-i", "-",
             "-vf", f"setsar={sar.numerator}/{sar.denominator}",
             "-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf), "-bf", "0",
@@ -80,10 +70,10 @@ class VideoWriter:
     def __enter__(self) -> VideoWriter:
         self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        background(self._proc)
-        self._watchdog = Watchdog(self._proc, self.stall_timeout_s, "encoder")
+        ffmpeg.background(self._proc)
+        self._watchdog = ffmpeg.Watchdog(self._proc, self.stall_timeout_s, "encoder")
         coded = (self.width + self.width % 2) * (self.height + self.height % 2)
-        widen_pipe(self._proc.stdin, coded * 3 // 2)
+        ffmpeg.widen_pipe(self._proc.stdin, coded * 3 // 2)
         return self
 
     def write(self, frame: np.ndarray) -> None:
@@ -98,7 +88,7 @@ class VideoWriter:
         except BrokenPipeError:
             self._proc.wait()
             self._watchdog.check()
-            raise VideoError("ffmpeg encode failed: " + last_error(
+            raise VideoError("ffmpeg encode failed: " + ffmpeg.last_error(
                 self._proc.stderr.read().decode("utf-8", "replace"))) from None
         self.frames += 1
 
@@ -122,7 +112,7 @@ class VideoWriter:
         if exc_type is None:
             self._watchdog.check()
         if exc_type is None and code != 0:
-            raise VideoError(f"ffmpeg encode failed: {last_error(stderr)}")
+            raise VideoError(f"ffmpeg encode failed: {ffmpeg.last_error(stderr)}")
 
 
 def _timescale(fps: Fraction) -> int:
@@ -144,14 +134,14 @@ def concat_segments(segment_paths: list[str], output_path: str,
             for path in segment_paths:
                 escaped = os.path.abspath(path).replace("'", "'\\''")
                 f.write(f"file '{escaped}'\n")
-        args = ["-y", "-f", "concat", "-safe", "0", *input_args(list_path)]
+        args = ["-y", "-f", "concat", "-safe", "0", *ffmpeg.input_args(list_path)]
         if audio_source:
-            args += [*input_args(audio_source), "-map", "0:v:0", "-map", "1:a:0?"]
+            args += [*ffmpeg.input_args(audio_source), "-map", "0:v:0", "-map", "1:a:0?"]
             copyable = audio_codec in ("aac", "mp3", "ac3", "eac3", "alac", "opus")
             args += ["-c:a", "copy" if copyable else "aac"]
         else:
             args += ["-map", "0:v:0"]
         args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", output_path]
-        proc = run(args, timeout=PROBE_TIMEOUT_S, stall_s=STALL_TIMEOUT_S)
+        proc = ffmpeg.run(args, timeout=ffmpeg.PROBE_TIMEOUT_S, stall_s=ffmpeg.STALL_TIMEOUT_S)
         if proc.returncode != 0:
-            raise VideoError("concat failed: " + last_error(proc.stderr.decode("utf-8", "replace")))
+            raise VideoError("concat failed: " + ffmpeg.last_error(proc.stderr.decode("utf-8", "replace")))
