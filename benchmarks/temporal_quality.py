@@ -36,6 +36,8 @@ SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
 CLIPS = [  # (clip, ground truth of one frame or None, that frame's index)
     (SHARED / "data/videos/cityscapes_aachen_seq0000_2048x1024_17fps.mp4",
      SHARED / "data/cityscapes/train/aachen/aachen_000000_000019_gtFine_labelTrainIds.png", 19),
+    (SHARED / "data/videos/cityscapes_aachen_seq0001_512x256_17fps.mp4",
+     SHARED / "data/cityscapes/train/aachen/aachen_000001_000019_gtFine_labelTrainIds.png", 19),
     (SHARED / "data/videos/udacity_solidWhiteRight.mp4", None, None),
 ]
 
@@ -94,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     resolved = resolve(DEFAULT_MODEL)
-    model = load_model(resolved, num_threads=1)
-    model.num_classes = load_label_set(resolved.labels).num_classes
+    model = load_model(resolved, num_threads=1, num_classes=load_label_set(resolved.labels).num_classes)
     settings = InferenceSettings(tiles=QUALITY_PRESETS[args.preset])
     results = {"preset": args.preset, "command": "make bench-quality", "clips": {}}
     for clip, gt_path, gt_index in CLIPS:

@@ -59,7 +59,7 @@ def _key(index: int, context: bool = False) -> FrameKey:
 
 def test_fusion_resets_at_a_scene_cut():
     # scene A: class 0 sure (0.9); scene B: class 1 at only 0.3. Averaged across the cut
-    # with weights 1/4, 1/2, 1/4, class 0 would win B's first frame; after a reset it cannot.
+    # with weights 2/7, 3/7, 2/7, class 0 would win B's first frame; after a reset it cannot.
     frames = scene(1, 4) + scene(2, 4)
     grids = [_grid({0: 0.9})] * 4 + [_grid({1: 0.3})] * 4
     fuser = TemporalFuser(1)

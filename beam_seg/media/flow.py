@@ -21,9 +21,10 @@ CUT_RESIDUAL = 15.0
 # A neighbour's warped scores count at a grid point in proportion to exp(-residual / this),
 # the residual being the local grey difference left after warping (0..255, blurred): where
 # flow fails (thin poles, occlusions) the frame keeps its own scores. On the Cityscapes
-# clips, 20 kept the annotated frames' mIoU (without it, fusion lost poles and riders on
-# one clip: -0.037) for a little less flicker reduction (0.64x instead of 0.58x there).
-MATCH_SIGMA = 20.0
+# clips, with `temporal.weights`, 25 kept the annotated frames' mIoU on average (-0.004 on
+# seq0000, +0.029 on seq0001) for flicker 0.59x and 0.44x of K=0's; without match weights
+# fusion lost poles and riders (-0.015 to -0.037) for 0.58x.
+MATCH_SIGMA = 25.0
 
 
 def small_grey(rgb: np.ndarray, width: int = FLOW_WIDTH) -> np.ndarray:
