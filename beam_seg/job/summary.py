@@ -81,6 +81,7 @@ def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
         "succeeded": _counter(result, "inputs_succeeded"),
         "failed": _counter(result, "inputs_failed"),
         "frames_decoded": _counter(result, "frames_decoded"),
+        "frames_context": _counter(result, "frames_context"),
         "frames_segmented": frames,
         "segments_resumed": _counter(result, "segments_resumed"),
         "error_records": _counter(result, "error_records"),
@@ -112,7 +113,9 @@ def summary_lines(summary: dict, cfg: RunConfig, model_name: str) -> list[str]:
         lines.append(f"ignored      {summary['ignored_files']} files in the input folders that are "
                      "not images or videos (--verbose lists them)")
     lines += [
-        f"frames       {summary['frames_segmented']} segmented ({summary['frames_decoded']} decoded)"
+        f"frames       {summary['frames_segmented']} segmented ({summary['frames_decoded']} decoded"
+        + (f", and {summary['frames_context']} more as temporal fusion's neighbours"
+           if summary.get("frames_context") else "") + ")"
         + (f"; {summary['segments_resumed']} video segments kept from an unfinished earlier run"
            if summary["segments_resumed"] else ""),
         f"wall time    {summary['wall_time_s']} s ({summary['frames_per_s']} frames/s)",

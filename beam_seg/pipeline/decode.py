@@ -41,7 +41,8 @@ def context_span(info: video.VideoInfo, seg: video.Segment, k: int, step: int) -
     """The frames a unit decodes when temporal fusion takes K neighbours on each side: K+1
     processed frames before its range (the frame before its first needs its own
     neighbours, for flicker) and K after, at --every-nth-frame spacing."""
-    first = max(0, (seg.start // step - (k + 1)) * step) if seg.start else 0
+    first_kept = -(-seg.start // step)  # in --every-nth-frame steps: the first one at or after start
+    first = max(0, (first_kept - (k + 1)) * step)
     last = min(info.frame_count, seg.stop + k * step)
     ts = info.timestamps_s
     seek = 0.0 if first == 0 else info.seek_offset_s + (ts[first - 1] + ts[first]) / 2
@@ -64,7 +65,7 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
     seg = unit.segment
     span = unit.context or seg
     wanted = set(planned_frame_indices(seg, cfg.every_nth_frame))
-    decoded = 0
+    decoded = context = 0
     path = storage.local_copy(unit.source_uri)
     # closing(): ffmpeg is stopped as soon as this generator is, even if Beam abandons it
     stalled = None
@@ -78,6 +79,7 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
                         yield (FrameKey(unit, index, seg.timestamps_s[index - seg.start]),
                                FrameInput("video", rgb))
                 elif index % cfg.every_nth_frame == 0:  # a neighbour for temporal fusion
+                    context += 1
                     yield FrameKey(unit, index, 0.0, context=True), FrameInput("video", rgb)
         except video.VideoError as exc:  # a stalled decoder: the frames it gave are kept
             stalled = str(exc)
@@ -88,4 +90,5 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
                  f"(frames {missing_from}..{seg.stop - 1} missing): "
                  + (stalled or "truncated or corrupt"))
     done = len([i for i in wanted if i < seg.start + decoded])
-    yield UnitStatus(unit, len(wanted), done, error, missing_from, frames_read=decoded)
+    yield UnitStatus(unit, len(wanted), done, error, missing_from, frames_read=decoded,
+                     context_read=context)

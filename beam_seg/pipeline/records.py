@@ -77,6 +77,7 @@ class UnitStatus:
     error: str | None = None
     missing_from: int | None = None  # first source frame that could not be decoded
     frames_read: int = 0  # every frame the decoder gave, kept by --every-nth-frame or not
+    context_read: int = 0  # frames outside the unit decoded as temporal fusion's neighbours
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,7 @@ class DecodeUnit(beam.DoFn):
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.frames_decoded = Metrics.counter(NAMESPACE, "frames_decoded")
+        self.frames_context = Metrics.counter(NAMESPACE, "frames_context")
         self.segments_resumed = Metrics.counter(NAMESPACE, "segments_resumed")
 
     def setup(self) -> None:
@@ -103,6 +104,7 @@ class DecodeUnit(beam.DoFn):
         for item in decode.decode_unit(unit, self.cfg):
             if isinstance(item, UnitStatus):
                 self.frames_decoded.inc(item.frames_read)
+                self.frames_context.inc(item.context_read)
                 yield beam.pvalue.TaggedOutput("status", item)
             else:
                 yield item
