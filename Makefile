@@ -35,8 +35,13 @@ browser:
 
 install: $(VENV)/.installed browser
 
+# Everything, in two passes: the tests on $(TEST_WORKERS) workers (pytest-xdist; a module's
+# tests stay on one worker), then the `serial` ones alone, so that their wall-clock bounds are
+# not measured against a neighbour's load.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not serial" tests
+	$(PY) -m pytest -q -m serial tests
 
 # The fast tier: steps, wiring (TestPipeline + a fake model), options and analytics; no real model.
 test-fast: install

@@ -24,7 +24,7 @@ RUNTIME = [
 TENSORFLOW = ["tensorflow>=2.16"]
 # playwright drives the system Chromium (`make install` apt-installs it) in the report's
 # browser test; it never downloads a browser of its own here.
-DEV = ["pytest>=8", "ruff>=0.6", "gcp-storage-emulator>=2024.8", "playwright>=1.45"]
+DEV = ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "gcp-storage-emulator>=2024.8", "playwright>=1.45"]
 
 setup(
     name="beam_seg",

@@ -69,3 +69,35 @@ def decode_all(path: Path) -> list[np.ndarray]:
     info = video.probe(str(path))
     seg = video.plan_segments(info, info.frame_count)[0]
     return [f.copy() for f in video.decode_frames(str(path), info, seg)]
+
+
+# --- runs of the real pipeline that several second-tier modules read (once a session) ---
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo clip and a still at the defaults (balanced, temporal fusion), threads: the
+    pipeline tests read its outputs, the progress test its stderr."""
+    from cli_runs import DEMO_CLIP, DEMO_STILL, finished_run
+
+    return finished_run(tmp_path_factory.mktemp("demo"), str(DEMO_CLIP), str(DEMO_STILL),
+                        "--segment-frames", "60")
+
+
+@pytest.fixture(scope="session")
+def demo_run_processes(tmp_path_factory):
+    """Every 2nd frame of the demo clip on worker processes, with 30-frame units."""
+    from cli_runs import DEMO_CLIP, finished_run
+
+    return finished_run(tmp_path_factory.mktemp("demo-processes"), str(DEMO_CLIP), "--segment-frames", "30",
+                        "--every-nth-frame", "2", "--direct_running_mode=multi_processing",
+                        "--direct_num_workers=2")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> tuple[str, ...]:
+    """`segment` options for a tiny real TFLite model (19 Cityscapes logits, built once a
+    session): for end-to-end runs whose subject is the pipeline, not the model's labels."""
+    from tiny_models import build_tflite
+
+    model = build_tflite(tmp_path_factory.mktemp("tiny-model"))
+    return ("--model", str(model), "--labels", "cityscapes")

@@ -67,11 +67,36 @@ def clip(tmp_path_factory) -> Path:
     return make_index_video(tmp_path_factory.mktemp("clip") / "clip.mp4", 60, width=320, height=192)
 
 
+@pytest.fixture(scope="module")
+def clean_run(tmp_path_factory):
+    """`clean_run(inputs, *args)`: the output root of an undisturbed run of that command,
+    made once a module (read it, never change it; inputs must not change under a path):
+    what every faulted run must end equal to."""
+    made: dict[tuple, Path] = {}
+
+    def clean(inputs: list, *args: str) -> Path:
+        key = (tuple(map(str, inputs)), args)
+        if key not in made:
+            out = tmp_path_factory.mktemp("clean")
+            assert segment(inputs, out, *args) == 0
+            made[key] = out
+        return made[key]
+
+    return clean
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model) -> tuple[str, ...]:
+    """A tiny real model, one pass a frame, for the faults whose runs need not last: a kill
+    comes within 50 ms of the first finished segment, with most of the clip still to go. A
+    second writer, which takes seconds to start, races the real model instead."""
+    return (*tiny_model, *FAST)
+
+
 # --- one writer per output root -------------------------------------------------------
 
-def test_two_runs_started_together_one_writes_the_other_refuses(clip, tmp_path):
-    reference = tmp_path / "reference"
-    assert segment([clip, STILL], reference, "--segment-frames", "10", *FAST) == 0
+def test_two_runs_started_together_one_writes_the_other_refuses(clip, clean_run, tmp_path):
+    reference = clean_run([clip, STILL], "--segment-frames", "10", *FAST)
     out = tmp_path / "out"
     runs = [start_cli([clip, STILL], out, "--segment-frames", "10", *FAST) for _ in range(2)]
     results = [(run.wait(timeout=600), *run.communicate()) for run in runs]
@@ -87,9 +112,8 @@ def test_two_runs_started_together_one_writes_the_other_refuses(clip, tmp_path):
     assert_same_outputs(out, reference)
 
 
-def test_a_run_started_while_another_writes_refuses_and_leaves_it_alone(clip, tmp_path):
-    reference = tmp_path / "reference"
-    assert segment([clip], reference, "--segment-frames", "10", *FAST) == 0
+def test_a_run_started_while_another_writes_refuses_and_leaves_it_alone(clip, clean_run, tmp_path):
+    reference = clean_run([clip], "--segment-frames", "10", *FAST)
     out = tmp_path / "out"
     first = start_cli([clip], out, "--segment-frames", "10", *FAST)
     work = out / "_work" / naming.input_id(str(clip))
@@ -101,20 +125,19 @@ def test_a_run_started_while_another_writes_refuses_and_leaves_it_alone(clip, tm
     assert_same_outputs(out, reference)  # the refused --overwrite touched nothing
 
 
-def test_a_lock_left_by_a_dead_run_is_taken_over(clip, tmp_path):
+def test_a_lock_left_by_a_dead_run_is_taken_over(clip, tiny, clean_run, tmp_path):
     """A run killed outright leaves its lock: the next run on this host sees its process is
     gone, takes the lock over with a warning, and resumes."""
-    reference = tmp_path / "reference"
-    assert segment([clip], reference, "--segment-frames", "10", *FAST) == 0
+    reference = clean_run([clip], "--segment-frames", "10", *tiny)
     out = tmp_path / "out"
-    run = start_cli([clip], out, "--segment-frames", "10", *FAST)
+    run = start_cli([clip], out, "--segment-frames", "10", *tiny)
     work = out / "_work" / naming.input_id(str(clip))
     wait_for(lambda: any(work.glob("segment-*.json")), run)
     kill(run)
     lock = json.loads((out / "_lock.json").read_text())
     assert lock["pid"] == run.pid
     again = subprocess.run([*BEAM_SEG, str(clip), "--output", str(out), "--segment-frames", "10",
-                            *FAST], cwd=ROOT, capture_output=True, text=True)
+                            *tiny], cwd=ROOT, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert f"taking over the lock on {out} from pid {run.pid}" in again.stderr
     assert "is gone" in again.stderr
@@ -123,22 +146,21 @@ def test_a_lock_left_by_a_dead_run_is_taken_over(clip, tmp_path):
 
 # --- a done marker only vouches for what is there -------------------------------------
 
-def test_a_killed_overwrite_leaves_nothing_done_and_a_rerun_completes_it(clip, tmp_path):
+def test_a_killed_overwrite_leaves_nothing_done_and_a_rerun_completes_it(clip, tiny, clean_run, tmp_path):
     """Run with 7-frame segments, then --overwrite with 20, killed after its first segment:
     the old done marker must be gone, so a plain re-run redoes the input (it used to skip
     it and keep a table with 73 rows for 60 frames)."""
-    reference = tmp_path / "reference"
-    assert segment([clip], reference, "--segment-frames", "20", *FAST) == 0
+    reference = clean_run([clip], "--segment-frames", "20", *tiny)
     out = tmp_path / "out"
-    assert segment([clip], out, "--segment-frames", "7", *FAST) == 0
+    assert segment([clip], out, "--segment-frames", "7", *tiny) == 0
     iid = naming.input_id(str(clip))
     done = out / "_done" / f"{iid}.json"
     assert done.exists()
-    run = start_cli([clip], out, "--segment-frames", "20", "--overwrite", *FAST)
+    run = start_cli([clip], out, "--segment-frames", "20", "--overwrite", *tiny)
     wait_for(lambda: any((out / "_work" / iid).glob("segment-*.json")), run)
     kill(run)
     assert not done.exists()
-    assert segment([clip], out, "--segment-frames", "20", *FAST) == 0
+    assert segment([clip], out, "--segment-frames", "20", *tiny) == 0
     assert [r["frame_index"] for r in coverage(out)] == list(range(60))
     assert_same_outputs(out, reference)
 
@@ -168,7 +190,7 @@ def test_a_missing_segment_video_without_an_error_is_an_error(clip, tmp_path):
     assert not Path(layout.done_marker(units[0].input_id)).exists()
 
 
-def test_a_video_or_table_that_does_not_match_the_plan_is_not_done(clip, tmp_path):
+def test_a_video_or_table_that_does_not_match_the_plan_is_not_done(clip, tiny, clean_run, tmp_path):
     """The checks behind a done marker, fed a table with a frame twice and a video of the
     wrong length (what two writers into one OUT used to leave)."""
     from beam_seg.config import RunConfig
@@ -177,7 +199,7 @@ def test_a_video_or_table_that_does_not_match_the_plan_is_not_done(clip, tmp_pat
     from beam_seg.pipeline.records import UnitStatus, UnitWritten
 
     out = tmp_path / "out"
-    assert segment([clip], out, "--segment-frames", "30", *FAST) == 0
+    shutil.copytree(clean_run([clip], "--segment-frames", "30", *tiny), out)
     cfg = RunConfig(output=str(out), segment_frames=30, quality="fast")
     units = plan_units(str(clip), cfg)
     iid = units[0].input_id
@@ -212,39 +234,38 @@ def _same_size_other_clip(clip: Path, dest: Path) -> None:
     assert dest.stat().st_size == clip.stat().st_size
 
 
-def test_segments_of_a_replaced_source_are_redone(clip, tmp_path):
+def test_segments_of_a_replaced_source_are_redone(clip, tiny, clean_run, tmp_path):
     source = tmp_path / "in" / "clip.mp4"
     source.parent.mkdir()
     shutil.copy(clip, source)
     other = tmp_path / "other.mp4"
     _same_size_other_clip(source, other)
     out = tmp_path / "out"
-    run = start_cli([source], out, "--segment-frames", "10", *FAST)
+    run = start_cli([source], out, "--segment-frames", "10", *tiny)
     work = out / "_work" / naming.input_id(str(source))
     wait_for(lambda: len(list(work.glob("segment-*.json"))) >= 2, run)
     kill(run)
     os.replace(other, source)  # same path, same size, rate and length; other pixels
 
-    reference = tmp_path / "reference"
-    assert segment([source], reference, "--segment-frames", "10", *FAST) == 0
+    reference = clean_run([source], "--segment-frames", "10", *tiny)
     result = subprocess.run([*BEAM_SEG, str(source), "--output", str(out), "--segment-frames",
-                             "10", *FAST], cwd=ROOT, capture_output=True, text=True)
+                             "10", *tiny], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "video segments: their source changed" in result.stdout, result.stderr[-3000:]
     assert "kept from an unfinished earlier run" not in result.stdout
     assert_same_outputs(out, reference)
 
 
-def test_a_finished_input_whose_source_changed_is_redone(clip, tmp_path):
+def test_a_finished_input_whose_source_changed_is_redone(clip, tiny, tmp_path):
     source = tmp_path / "clip.mp4"
     shutil.copy(clip, source)
     out, reference = tmp_path / "out", tmp_path / "reference"
-    assert segment([source, STILL], out, "--segment-frames", "30", *FAST) == 0
+    assert segment([source, STILL], out, "--segment-frames", "30", *tiny) == 0
     _same_size_other_clip(source, tmp_path / "other.mp4")
     os.replace(tmp_path / "other.mp4", source)
-    assert segment([source, STILL], reference, "--segment-frames", "30", *FAST) == 0
+    assert segment([source, STILL], reference, "--segment-frames", "30", *tiny) == 0
     result = subprocess.run([*BEAM_SEG, str(source), str(STILL), "--output", str(out),
-                             "--segment-frames", "30", *FAST], cwd=ROOT, capture_output=True, text=True)
+                             "--segment-frames", "30", *tiny], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "1 skipped as already done" in result.stdout  # the still
     assert "redone       1 finished inputs" in result.stdout
@@ -253,14 +274,14 @@ def test_a_finished_input_whose_source_changed_is_redone(clip, tmp_path):
 
 # --- per-stream metadata --------------------------------------------------------------
 
-def test_two_stream_file_and_stream_copy_trim_complete_and_rerun_identically(clip, tmp_path):
+def test_two_stream_file_and_stream_copy_trim_complete_and_rerun_identically(clip, tiny, tmp_path):
     two, cut = tmp_path / "two.mp4", tmp_path / "cut.mp4"
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(clip), "-display_rotation", "90",
                     "-i", str(clip), "-map", "0:v", "-map", "1:v", "-c", "copy", str(two)], check=True)
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-ss", "0.5", "-i", str(clip), "-c", "copy",
                     str(cut)], check=True)
     out = tmp_path / "out"
-    assert segment([two, cut], out, "--segment-frames", "20", *FAST) == 0
+    assert segment([two, cut], out, "--segment-frames", "20", *tiny) == 0
     rows = coverage(out)
     by_input = {uri: [r for r in rows if r["source_uri"] == uri] for uri in (str(two), str(cut))}
     assert [r["frame_index"] for r in by_input[str(two)]] == list(range(60))
@@ -270,7 +291,7 @@ def test_two_stream_file_and_stream_copy_trim_complete_and_rerun_identically(cli
     for source, frames in ((two, 60), (cut, trimmed)):
         assert count_frames(str(out / "videos" / f"{naming.input_id(str(source))}.mp4")) == frames
     before = files_of(out)
-    assert segment([two, cut], out, "--segment-frames", "20", *FAST) == 0
+    assert segment([two, cut], out, "--segment-frames", "20", *tiny) == 0
     assert files_of(out) == before
 
 
@@ -294,14 +315,14 @@ def _resize(mount: Path, size: str) -> None:
     subprocess.run(["mount", "-o", f"remount,size={size}", str(mount)], check=True)
 
 
-def test_a_disk_that_fills_up_midway_fails_clearly_and_a_rerun_completes(clip, tmp_path, tmpfs):
-    reference = tmp_path / "reference"
-    assert segment([clip, STILL], reference, "--segment-frames", "10", *FAST) == 0
+def test_a_disk_that_fills_up_midway_fails_clearly_and_a_rerun_completes(
+        clip, tiny, clean_run, tmp_path, tmpfs):
+    reference = clean_run([clip, STILL], "--segment-frames", "10", *tiny)
     total = sum(len(b) for b in files_of(reference).values())
     out = tmpfs / "out"
     _resize(tmpfs, f"{total // 2 // 4096 * 4096}")
     result = subprocess.run([*BEAM_SEG, str(clip), str(STILL), "--output", str(out),
-                             "--segment-frames", "10", *FAST], cwd=ROOT, capture_output=True,
+                             "--segment-frames", "10", *tiny], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     assert result.returncode in (3, 4), result.stderr[-3000:]
@@ -313,14 +334,14 @@ def test_a_disk_that_fills_up_midway_fails_clearly_and_a_rerun_completes(clip, t
     else:
         assert "No space left on device" in (out / "errors" / f"{iid}.jsonl").read_text()
     _resize(tmpfs, "64m")
-    assert segment([clip, STILL], out, "--segment-frames", "10", *FAST) == 0
+    assert segment([clip, STILL], out, "--segment-frames", "10", *tiny) == 0
     assert_same_outputs(out, reference)
 
 
-def test_a_full_disk_before_the_run_is_one_line_and_exit_4(clip, tmpfs):
+def test_a_full_disk_before_the_run_is_one_line_and_exit_4(clip, tiny, tmpfs):
     filler = tmpfs / "filler"
     subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)
-    result = subprocess.run([*BEAM_SEG, str(clip), "--output", str(tmpfs / "out"), *FAST],
+    result = subprocess.run([*BEAM_SEG, str(clip), "--output", str(tmpfs / "out"), *tiny],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 4, result.stderr
     assert "Traceback" not in result.stderr
@@ -328,11 +349,11 @@ def test_a_full_disk_before_the_run_is_one_line_and_exit_4(clip, tmpfs):
     assert f"cannot write to {tmpfs / 'out'}" in line and "No space left on device" in line
 
 
-def test_a_read_only_output_folder_becomes_error_records_and_a_rerun_completes(clip, tmp_path, tmpfs):
+def test_a_read_only_output_folder_becomes_error_records_and_a_rerun_completes(
+        clip, tiny, clean_run, tmp_path, tmpfs):
     """Overlays go to a read-only mount: their writes fail with EROFS, the run records them
     and exits 3; once writable again a plain re-run ends as a clean run."""
-    reference = tmp_path / "reference"
-    assert segment([clip], reference, "--segment-frames", "30", *FAST) == 0
+    reference = clean_run([clip], "--segment-frames", "30", *tiny)
     out = tmp_path / "out"
     iid = naming.input_id(str(clip))
     overlays = out / "overlays" / iid
@@ -341,7 +362,7 @@ def test_a_read_only_output_folder_becomes_error_records_and_a_rerun_completes(c
     subprocess.run(["mount", "--bind", str(tmpfs), str(overlays)], check=True)
     try:
         result = subprocess.run([*BEAM_SEG, str(clip), "--output", str(out), "--segment-frames", "30",
-                                 *FAST], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                                 *tiny], cwd=ROOT, capture_output=True, text=True, timeout=600)
     finally:
         subprocess.run(["umount", str(overlays)], check=True)
     assert result.returncode == 3, result.stderr[-3000:]
@@ -350,5 +371,5 @@ def test_a_read_only_output_folder_becomes_error_records_and_a_rerun_completes(c
     per_frame = [r for r in records if r["step"] == "write" and r["frame_start"] is not None]
     assert per_frame and all("Read-only file system" in r["reason"] for r in per_frame), records[:3]
     assert not (out / "_done" / f"{iid}.json").exists()
-    assert segment([clip], out, "--segment-frames", "30", *FAST) == 0
+    assert segment([clip], out, "--segment-frames", "30", *tiny) == 0
     assert_same_outputs(out, reference)

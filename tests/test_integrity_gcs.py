@@ -147,6 +147,7 @@ def test_a_stale_lock_is_removed_only_if_it_is_still_the_version_judged(tmp_path
     assert local.read_bytes() == b"the first taker's lock"
 
 
+@pytest.mark.serial  # wall-clock deadlines
 def test_storage_calls_give_up_within_the_deadline(tmp_path):
     """With the store gone a call fails in about the deadline (the GCS client alone retries
     for two minutes), and later calls of the process fail at once."""
@@ -192,6 +193,7 @@ def test_local_lock_takeover_and_refusal(tmp_path):
     assert not Path(root, "_lock.json").exists()
 
 
+@pytest.mark.serial  # wall-clock deadlines
 def test_the_lock_is_renewed_while_the_run_lives_and_only_while_it_is_ours(tmp_path, monkeypatch):
     from beam_seg.job import lock as lock_module
 

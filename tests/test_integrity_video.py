@@ -89,6 +89,7 @@ def test_segments_are_exact_when_b_frames_show_long_after_they_decode(tmp_path, 
         assert _segment_indices(path, info, frames_per_segment) == list(range(60)), frames_per_segment
 
 
+@pytest.mark.serial  # seconds-long stall bounds
 def test_a_stalled_decoder_is_killed_with_a_reason(tmp_path):
     """A named pipe nobody writes to: ffmpeg waits on it for ever, the watchdog does not."""
     fifo = tmp_path / "stalled.mp4"
@@ -101,6 +102,7 @@ def test_a_stalled_decoder_is_killed_with_a_reason(tmp_path):
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.serial  # seconds-long stall bounds
 def test_a_stalled_encoder_is_killed_with_a_reason(tmp_path):
     """An encoder whose output is a named pipe nobody reads blocks its input: killed."""
     fifo = tmp_path / "out.mp4"
@@ -119,6 +121,7 @@ def test_an_ffmpeg_run_past_its_time_limit_is_a_video_error():
         ffmpeg.run(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=25", "-f", "null", "-"], timeout=0.5)
 
 
+@pytest.mark.serial  # seconds-long stall bounds
 def test_a_run_to_completion_that_stops_progressing_is_killed_with_a_reason(tmp_path):
     """Packet listings and concats run to completion: a stuck one (its input a named pipe
     nobody writes to) is killed once its progress reports stop, long before its time limit."""
@@ -131,6 +134,7 @@ def test_a_run_to_completion_that_stops_progressing_is_killed_with_a_reason(tmp_
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.serial  # seconds-long stall bounds
 def test_a_long_run_that_keeps_progressing_is_not_a_stall():
     """Three seconds of work under a one-second stall bound: reports keep it alive."""
     proc = ffmpeg.run(["-re", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25:duration=3",
@@ -139,6 +143,7 @@ def test_a_long_run_that_keeps_progressing_is_not_a_stall():
     assert proc.stdout.count(b"\n0,") == 75  # every frame listed on stdout, none lost
 
 
+@pytest.mark.serial  # seconds-long stall bounds
 def test_watchdog_never_fires_while_disarmed():
     """Time between frames (the model working) is not a stall."""
     proc = subprocess.Popen(["sleep", "5"])

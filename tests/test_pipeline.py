@@ -18,18 +18,18 @@ from pipeline_helpers import coverage, label_maps, segment
 
 pytestmark = pytest.mark.real_model  # the second tier: runs the real model
 
-UDACITY = DATA / "videos" / "udacity_solidWhiteRight.mp4"
+UDACITY = DATA / "videos" / "udacity_solidWhiteRight.mp4"  # cli_runs.DEMO_CLIP
 AACHEN = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
 DASHCAM = DATA / "images" / "dashcam"
 
 
 @pytest.fixture(scope="module")
-def udacity_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("udacity")
-    code = segment([UDACITY, DASHCAM / "lanes_solidWhiteCurve.jpg"], out, "--segment-frames", "60")
-    return code, out
+def udacity_run(demo_run):
+    """The demo clip and a still through the command at its defaults (conftest's `demo_run`)."""
+    return demo_run.code, demo_run.out
 
 
+@pytest.mark.serial  # reads the demo run that test_progress times
 def test_video_output_matches_the_source(udacity_run):
     code, out = udacity_run
     assert code == 0
@@ -41,6 +41,7 @@ def test_video_output_matches_the_source(udacity_run):
     assert sorted(p.name for p in (out / "videos").iterdir()) == [f"{iid}.mp4"]
 
 
+@pytest.mark.serial  # reads the demo run that test_progress times
 def test_video_frames_are_the_overlays_in_order(udacity_run):
     """The segment videos are encoded from the overlay pixels: same colours, same frames."""
     _, out = udacity_run
@@ -54,6 +55,7 @@ def test_video_frames_are_the_overlays_in_order(udacity_run):
     assert np.abs(frames[0].astype(np.int16) - neighbour).mean() > 6
 
 
+@pytest.mark.serial  # reads the demo run that test_progress times
 def test_coverage_table_has_one_row_per_frame(udacity_run):
     _, out = udacity_run
     rows = [r for r in coverage(out) if r["source_uri"] == str(UDACITY)]
@@ -68,6 +70,7 @@ def test_coverage_table_has_one_row_per_frame(udacity_run):
     assert np.mean([r["frac_road"] for r in rows]) > 0.1  # a highway: road is everywhere
 
 
+@pytest.mark.serial  # reads the demo run that test_progress times
 def test_label_pngs_hold_class_ids_of_the_label_set(udacity_run):
     _, out = udacity_run
     maps = label_maps(out)
@@ -79,6 +82,7 @@ def test_label_pngs_hold_class_ids_of_the_label_set(udacity_run):
     assert image.mode == "P"  # one channel, colours from the palette
 
 
+@pytest.mark.serial  # reads the demo run that test_progress times
 def test_image_outputs_and_overlay_blend(udacity_run):
     _, out = udacity_run
     iid = naming.input_id(str(DASHCAM / "lanes_solidWhiteCurve.jpg"))
@@ -125,6 +129,10 @@ def test_every_nth_frame(tmp_path, capsys):
     rows = coverage(tmp_path)
     assert [r["frame_index"] for r in rows] == [0, 4, 8, 12, 16, 20, 24, 28]
     source_frames = video.probe(str(AACHEN)).frame_count
-    assert f"8 segmented ({source_frames} decoded)" in capsys.readouterr().out
+    # 7-frame units of the 30 source frames keep 0 4 | 8 12 | 16 20 | 24 | 28; balanced fuses
+    # K=1 neighbour each side, so a unit also decodes the K+1 kept frames before it and the K
+    # after it: 1 + 3 + 3 + 3 + 2, counted apart
+    assert (f"8 segmented ({source_frames} decoded, and 12 more as temporal fusion's neighbours)"
+            in capsys.readouterr().out)
     info = video.probe(str(tmp_path / "videos" / f"{naming.input_id(str(AACHEN))}.mp4"))
     assert info.frame_count == 8 and info.fps == Fraction(17, 4)

@@ -3,71 +3,35 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import threading
-import time
 
 import pytest
 
 from beam_seg.media.video import probe
 
-from conftest import DATA, ROOT
+from cli_runs import TimedRun
+from conftest import DATA
 
-pytestmark = pytest.mark.real_model
+pytestmark = [pytest.mark.real_model, pytest.mark.serial]  # times its runs: alone, after the rest
 
-DEMO_CLIP = DATA / "videos" / "udacity_solidWhiteRight.mp4"
 SMALL_CLIP = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
 
 
-class TimedRun:
-    """`beam-seg segment …` in a child process, every stderr line stamped as it arrives."""
-
-    def __init__(self, *args: str):
-        self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "beam_seg.cli", "segment", *args],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: list[tuple[float, str]] = []
-        self.stdout: list[str] = []
-        # one reader per pipe (communicate() would race the stderr reader for the last lines)
-        self._readers = [threading.Thread(target=self._read_stderr, daemon=True),
-                         threading.Thread(target=lambda: self.stdout.extend(self.proc.stdout), daemon=True)]
-        for reader in self._readers:
-            reader.start()
-
-    def _read_stderr(self) -> None:
-        for line in self.proc.stderr:
-            self.lines.append((time.monotonic() - self.started, line.rstrip("\n")))
-
-    def wait(self, timeout: float) -> tuple[int, float, str]:
-        self.proc.wait(timeout=timeout)
-        for reader in self._readers:
-            reader.join(timeout=10)
-        return self.proc.returncode, time.monotonic() - self.started, "".join(self.stdout)
-
-    def wait_for(self, prefix: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(line.startswith(prefix) for _, line in self.lines):
-            assert time.monotonic() < deadline, f"no {prefix!r} line: {self.lines}"
-            assert self.proc.poll() is None, f"ended early: {self.lines}"
-            time.sleep(0.2)
-
-
-@pytest.mark.parametrize("mode", ["multi_threading", "multi_processing"])
-def test_progress_comes_early_and_often_with_stderr_a_pipe(tmp_path, mode):
-    run = TimedRun(str(DEMO_CLIP), "--output", str(tmp_path / "out"), "--segment-frames", "30",
-                   f"--direct_running_mode={mode}", "--direct_num_workers=2")
-    code, wall_s, stdout = run.wait(timeout=600)
-    assert code == 0, run.lines
+@pytest.mark.parametrize("run_name", ["demo_run", "demo_run_processes"])
+def test_progress_comes_early_and_often_with_stderr_a_pipe(request, run_name):
+    """Both DirectRunner modes (threads; worker processes), stderr a pipe."""
+    run = request.getfixturevalue(run_name)
+    assert run.code == 0, run.lines
+    planned = 222 if run_name == "demo_run" else 111  # a still and 221 frames; every 2nd frame
     updates = [(t, line) for t, line in run.lines if line.startswith("progress: frames ")]
     assert len(updates) >= 3, run.lines
-    assert updates[0][0] < 0.4 * wall_s, (updates[0], wall_s)
-    assert updates[-1][1].startswith("progress: frames 221/221 (100%)")
+    assert updates[0][0] < 0.4 * run.wall_s, (updates[0], run.wall_s)
+    assert updates[-1][1].startswith(f"progress: frames {planned}/{planned} (100%)")
     assert "ETA" in updates[0][1] and "frames/s" in updates[0][1]
     noise = [line for _, line in run.lines if "semi_persistent_directory" in line
              or "Discarding unparseable args" in line]
     assert not noise
-    assert "inputs       1: 1 succeeded" in stdout
+    inputs = 2 if run_name == "demo_run" else 1
+    assert f"inputs       {inputs}: {inputs} succeeded" in run.stdout
 
 
 def test_ctrl_c_is_one_line_exit_130_and_a_rerun_resumes(tmp_path):

@@ -60,9 +60,10 @@ def _run_report(*argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """Two real videos (every 5th frame: 45 + 6 frames) and two stills, default model."""
+    """Two real videos (every 5th frame: 45 + 6 frames) and two stills, default model (the
+    stills at balanced too: a third of high's windows)."""
     out = tmp_path_factory.mktemp("report-run")
-    assert segment(INPUTS, out, "--every-nth-frame", "5") == 0
+    assert segment(INPUTS, out, "--every-nth-frame", "5", "--quality", "balanced") == 0
     return out
 
 

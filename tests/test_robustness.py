@@ -147,7 +147,7 @@ def test_rerun_skips_finished_inputs_and_overwrite_redoes_them(tmp_path):
 def test_a_killed_run_resumes_to_complete_correct_outputs(tmp_path):
     """A run killed mid-video keeps the segments it finished: the re-run leaves their files
     alone, does the rest, and ends with the outputs of an uninterrupted run."""
-    clip = make_index_video(tmp_path / "long clip.mp4", 120, width=320, height=192)
+    clip = make_index_video(tmp_path / "long clip.mp4", 60, width=320, height=192)
     image = DATA / "images" / "dashcam" / "vehicle_test2.jpg"
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     assert segment([clip, image], reference, "--segment-frames", "10") == 0
@@ -174,7 +174,7 @@ def test_a_killed_run_resumes_to_complete_correct_outputs(tmp_path):
     for name, ids in label_maps(reference).items():
         np.testing.assert_array_equal(label_maps(resumed)[name], ids, err_msg=name)
     assert coverage(resumed) == coverage(reference)
-    assert probe(str(resumed / "videos" / f"{iid}.mp4")).frame_count == 120
+    assert probe(str(resumed / "videos" / f"{iid}.mp4")).frame_count == 60
     assert not work.exists()  # segment videos and markers go once the input is done
 
 

@@ -16,7 +16,6 @@ from beam_seg.media.video import ffmpeg_exe
 
 from conftest import DATA, ROOT, decode_all, make_index_video, read_index
 from pipeline_helpers import coverage, label_maps, segment
-from tiny_models import build_tflite
 
 pytestmark = pytest.mark.real_model  # the second tier: runs the real model
 
@@ -77,12 +76,11 @@ def _peak_rss_kb(args: list[str]) -> int:
     return report["peak_rss_kb"]
 
 
-def test_peak_memory_does_not_grow_with_video_length(tmp_path):
+def test_peak_memory_does_not_grow_with_video_length(tmp_path, tiny_model):
     """The same run on 60 and 600 frames of 640x360: peak RSS within 1.25x."""
-    model = build_tflite(tmp_path)
     short = make_index_video(tmp_path / "short.mp4", 60, width=640, height=360)
     long = make_index_video(tmp_path / "long.mp4", 600, width=640, height=360)
-    common = ["--model", str(model), "--labels", "cityscapes", "--segment-frames", "30"]
+    common = [*tiny_model, "--segment-frames", "30"]
     short_kb = _peak_rss_kb([str(short), "--output", str(tmp_path / "a"), *common])
     long_kb = _peak_rss_kb([str(long), "--output", str(tmp_path / "b"), *common])
     print(f"peak RSS: short {short_kb / 1024:.0f} MiB, long {long_kb / 1024:.0f} MiB, "
