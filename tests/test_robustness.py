@@ -108,13 +108,13 @@ def test_truncated_video_keeps_decoded_frames_and_reports_the_rest(mixed_inputs,
     assert probe(str(out / "videos" / f"{naming.input_id(str(source))}.mp4")).frame_count == len(rows)
 
 
-def test_an_unwritable_segment_video_is_an_error_record_and_nothing_else_is_lost(tmp_path):
+def test_an_unwritable_segment_video_is_an_error_record_and_nothing_else_is_lost(tiny_model, tmp_path):
     clip = make_index_video(tmp_path / "clip.mp4", 12)
     out = tmp_path / "out"
     blocker = out / "_work" / naming.input_id(str(clip))  # a file where segment videos go
     blocker.parent.mkdir(parents=True)
     blocker.write_text("in the way")
-    assert segment([clip], out, "--segment-frames", "5") == 3
+    assert segment([clip], out, *tiny_model, "--segment-frames", "5") == 3
     records = _errors(out, clip)
     assert [(r["step"], r["frame_start"]) for r in records] == [("encode", 0), ("encode", 5), ("encode", 10)]
     assert all("segment video" in r["reason"] for r in records)
@@ -123,22 +123,22 @@ def test_an_unwritable_segment_video_is_an_error_record_and_nothing_else_is_lost
     assert len(coverage(out)) == 12
 
     blocker.unlink()  # once the cause is gone, a re-run finishes the input
-    assert segment([clip], out, "--segment-frames", "5") == 0
+    assert segment([clip], out, *tiny_model, "--segment-frames", "5") == 0
     assert probe(str(out / "videos" / f"{naming.input_id(str(clip))}.mp4")).frame_count == 12
 
 
-def test_rerun_skips_finished_inputs_and_overwrite_redoes_them(tmp_path):
+def test_rerun_skips_finished_inputs_and_overwrite_redoes_them(tiny_model, tmp_path):
     inputs = [DATA / "images" / "dashcam" / "lanes_solidYellowLeft.jpg",
               make_index_video(tmp_path / "clip.mp4", 12)]
     out = tmp_path / "out"
-    assert segment(inputs, out, "--segment-frames", "5") == 0
+    assert segment(inputs, out, *tiny_model, "--segment-frames", "5") == 0
     files = sorted(p for p in out.rglob("*") if p.is_file())
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
 
-    assert segment(inputs, out, "--segment-frames", "5") == 0
+    assert segment(inputs, out, *tiny_model, "--segment-frames", "5") == 0
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
 
-    assert segment(inputs, out, "--segment-frames", "5", "--overwrite") == 0
+    assert segment(inputs, out, *tiny_model, "--segment-frames", "5", "--overwrite") == 0
     for path, (mtime, data) in before.items():
         assert path.stat().st_mtime_ns != mtime, f"{path} was not rewritten"
         assert path.read_bytes() == data, f"{path} differs on a re-run"  # byte-for-byte deterministic
@@ -214,7 +214,7 @@ def _wait_for(condition, proc, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def test_hostile_names_stay_under_the_output_root(tmp_path):
+def test_hostile_names_stay_under_the_output_root(tiny_model, tmp_path):
     weird = tmp_path / "in put #1 %20" / "ça va 'quoted' $HOME"
     other = tmp_path / "other"
     weird.mkdir(parents=True)
@@ -224,7 +224,7 @@ def test_hostile_names_stay_under_the_output_root(tmp_path):
     image = weird / "naïve; rm -rf ~.png"
     Image.open(DATA / "images" / "dashcam" / "vehicle_test1.jpg").save(image)
     out = tmp_path / "out"
-    assert segment([*sources, image], out) == 0
+    assert segment([*sources, image], out, *tiny_model, "--quality", "fast") == 0
     videos = sorted(p.name for p in (out / "videos").iterdir())
     assert len(videos) == 3 and len(set(videos)) == 3  # two clip.mp4 never collide
     for path in out.rglob("*"):
@@ -292,21 +292,21 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path):
         assert record["step"] == "decode" and "ImageTooLargeError" in record["reason"], record
 
 
-def test_overwrite_with_other_segments_leaves_no_stale_rows_or_markers(tmp_path):
+def test_overwrite_with_other_segments_leaves_no_stale_rows_or_markers(tiny_model, tmp_path):
     clip = make_index_video(tmp_path / "clip.mp4", 12)
     out = tmp_path / "out"
-    assert segment([clip], out, "--segment-frames", "3") == 0
-    assert segment([clip], out, "--segment-frames", "5", "--overwrite") == 0
+    assert segment([clip], out, *tiny_model, "--segment-frames", "3") == 0
+    assert segment([clip], out, *tiny_model, "--segment-frames", "5", "--overwrite") == 0
     assert [r["frame_index"] for r in coverage(out)] == list(range(12))  # no frame twice
     clip.write_bytes(b"")  # the same input, now broken, redone: it is no longer 'done'
-    assert segment([clip], out, "--overwrite") == 3
+    assert segment([clip], out, *tiny_model, "--overwrite") == 3
     assert not (out / "_done" / f"{naming.input_id(str(clip))}.json").exists()
 
 
-def test_names_with_glob_characters_and_file_uris(tmp_path):
+def test_names_with_glob_characters_and_file_uris(tiny_model, tmp_path):
     clip = make_index_video(tmp_path / "clip [1080p].mp4", 4)
     out = tmp_path / "out"
-    assert segment([clip], f"file://{out}") == 0
+    assert segment([clip], f"file://{out}", *tiny_model) == 0
     assert len(coverage(out)) == 4
 
 
