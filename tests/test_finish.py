@@ -49,12 +49,14 @@ def test_an_input_with_errors_gets_records_and_no_done_marker_and_a_clean_one_th
     cfg = RunConfig(output=str(tmp_path / "out"))
     image = WorkUnit("/in/a.png", "a-1", "image")
     failed = finish.InputState("a-1", [UnitStatus(image, 1, 1, frames_read=1)], [],
-                               [ErrorRecord("/in/a.png", "a-1", "inference", "boom")])
+                               [ErrorRecord("/in/a.png", "a-1", "write", "ValueError: boom", 0, 1,
+                                            ["Traceback ...", "ValueError: boom"])])
     summary = finish.finish_input(failed, cfg)
     errors_file = os.path.join(cfg.output, "errors", "a-1.jsonl")
-    assert summary["errors"] == 2  # the inference error, and the frame that has no outputs
-    steps = [json.loads(line)["step"] for line in Path(errors_file).read_text().splitlines()]
-    assert steps == ["inference", "write"]
+    assert summary["errors"] == 2  # the error, and the frame that has no outputs because of it
+    records = [json.loads(line) for line in Path(errors_file).read_text().splitlines()]
+    assert [(r["step"], r["frame_start"]) for r in records] == [("write", 0), ("write", 0)]
+    assert summary["first_error"] == "ValueError: boom"  # the cause, not its consequence
     assert not os.path.exists(cfg.layout.done_marker("a-1"))
 
     clean = finish.InputState("a-1", [UnitStatus(image, 1, 1, frames_read=1)], [UnitWritten(image, 1)])

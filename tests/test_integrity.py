@@ -368,7 +368,7 @@ def test_a_read_only_output_folder_becomes_error_records_and_a_rerun_completes(
     assert result.returncode == 3, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     records = [json.loads(line) for line in (out / "errors" / f"{iid}.jsonl").read_text().splitlines()]
-    per_frame = [r for r in records if r["step"] == "write" and r["frame_start"] is not None]
+    per_frame = [r for r in records if r["step"] == "write" and r["details"]]  # caught, not derived
     assert per_frame and all("Read-only file system" in r["reason"] for r in per_frame), records[:3]
     assert not (out / "_done" / f"{iid}.json").exists()
     assert segment([clip], out, "--segment-frames", "30", *tiny) == 0

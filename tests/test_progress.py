@@ -11,11 +11,12 @@ from beam_seg.media.video import probe
 from cli_runs import TimedRun
 from conftest import DATA
 
-pytestmark = [pytest.mark.real_model, pytest.mark.serial]  # times its runs: alone, after the rest
+pytestmark = pytest.mark.real_model
 
 SMALL_CLIP = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
 
 
+@pytest.mark.serial  # times its runs: alone, after the rest
 @pytest.mark.parametrize("run_name", ["demo_run", "demo_run_processes"])
 def test_progress_comes_early_and_often_with_stderr_a_pipe(request, run_name):
     """Both DirectRunner modes (threads; worker processes), stderr a pipe."""

@@ -69,8 +69,10 @@ def unit_errors(state: InputState) -> list[ErrorRecord]:
         frames = written[status.unit.key].frames if status.unit.key in written else 0
         if status.error is None and frames < status.decoded:
             missing = status.decoded - frames
+            seg = status.unit.segment
             errors.append(ErrorRecord(state.source_uri, state.input_id, "write",
-                                      f"{missing} of {status.decoded} frames have no outputs"))
+                                      f"{missing} of {status.decoded} frames have no outputs",
+                                      seg.start if seg else 0, seg.stop if seg else 1))
     unit = state.unit
     if unit is not None and unit.kind == "video":
         finished = {w.unit.segment.index for w in state.written}
@@ -227,7 +229,13 @@ def _summary(state: InputState, cfg: RunConfig, video_uri: str | None,
     return {"source_uri": state.source_uri, "input_id": state.input_id, "kind": state.kind,
             "frames": state.frames, "errors": len(errors),
             "video": cfg.layout.relative(video_uri) if video_uri else None,
-            "first_error": errors[0].reason if errors else None}
+            "first_error": first_cause(errors).reason if errors else None}
+
+
+def first_cause(errors: list[ErrorRecord]) -> ErrorRecord:
+    """The error to show first: one that caught an exception (it has a traceback) says why,
+    where a derived one ('3 of 10 frames have no outputs') only says what is missing."""
+    return next((e for e in errors if e.details), errors[0])
 
 
 def _finish(state: InputState, cfg: RunConfig) -> dict:
