@@ -171,3 +171,40 @@ def test_an_ids_only_model_still_writes_every_frame_with_temporal_on(tmp_path):
     with TestPipeline() as p:
         _ = p | beam.Create([str(clip)]) | SegmentInputs(cfg, handler)
     assert len(list(Path(cfg.output, "labels").rglob("*.png"))) == 9
+
+
+@pytest.mark.real_model
+def test_fusion_cuts_flicker_on_real_footage_without_losing_accuracy():
+    """The default model at `balanced` on 30 real Cityscapes frames (512x256), ground truth at
+    frame 19: K=1 against K=0, flicker compensated for motion as `make bench-quality` does."""
+    from PIL import Image
+
+    from beam_seg.analytics.evaluate import confusion_matrix, scores
+    from beam_seg.media.pixels import resize_nearest
+    from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve
+    from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, score_frames
+
+    from conftest import DATA, decode_all
+
+    frames = decode_all(DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4")
+    truth = np.asarray(Image.open(DATA / "cityscapes" / "train" / "aachen"
+                                  / "aachen_000001_000019_gtFine_labelTrainIds.png"))
+    resolved = resolve(DEFAULT_MODEL)
+    model = load_model(resolved, 2, 1, load_label_set(resolved.labels).num_classes)
+    segs = score_frames(model, frames, InferenceSettings(tiles=QUALITY_PRESETS["balanced"]), labels=False)
+    greys = [flow.small_grey(f) for f in frames]
+    backward = [flow.dense_flow(greys[t], greys[t - 1]) for t in range(1, len(frames))]
+    measured = {}
+    for k in (0, 1):
+        fuser, fused = TemporalFuser(k), []
+        for i, (rgb, seg) in enumerate(zip(frames, segs, strict=True)):
+            fused += fuser.add(_key(i), rgb, seg)
+        labels = [f.labels for f in fused + fuser.flush()]
+        assert len(labels) == len(frames) == 30
+        shaky = np.mean([flow.flicker(labels[t], labels[t - 1], backward[t - 1]) for t in range(1, 30)])
+        gt = resize_nearest(truth, 512, 256)
+        miou = scores(confusion_matrix(gt, labels[19], 19), [str(c) for c in range(19)])["miou"]
+        measured[k] = (shaky, miou)
+    print(measured)
+    assert measured[1][0] <= 0.6 * measured[0][0]  # the issue's bound (0.44x when written)
+    assert measured[1][1] >= measured[0][1]  # no less accurate (+0.029 when written)
