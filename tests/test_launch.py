@@ -118,6 +118,20 @@ def test_failed_inputs_are_listed_with_their_reasons_up_to_twenty(tmp_path):
     assert lines[0] == "failed: /in/bad00.jpg: decode: not a readable image (/in/bad00.jpg)"
 
 
+def test_a_failed_input_is_listed_with_its_cause_not_a_consequence(tmp_path):
+    cfg = RunConfig(output=str(tmp_path / "o"))
+    uri, iid = "/in/wide.jpg", naming.input_id("/in/wide.jpg")
+    records = [ErrorRecord(uri, iid, "write", "1 of 1 frames have no outputs", 0, 1),  # sorts first
+               ErrorRecord(uri, iid, "write", "ValueError: would need 405 windows", 0, 1,
+                           ["Traceback ...", "ValueError: would need 405 windows"])]
+    path = tmp_path / "o" / "errors" / (iid + ".jsonl")
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(r.to_json() + "\n" for r in records))
+    from beam_seg.job.inputs import Plan
+
+    assert failed_inputs(Plan([uri]), cfg) == [(uri, "write: ValueError: would need 405 windows")]
+
+
 def test_version_and_help_name_the_command(capsys):
     assert cli.main(["--version"]) == 0
     assert capsys.readouterr().out.startswith("beam-seg ")

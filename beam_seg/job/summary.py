@@ -11,6 +11,8 @@ import apache_beam as beam
 from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
+from beam_seg.pipeline.finish import first_cause
+from beam_seg.pipeline.records import ErrorRecord
 from beam_seg.pipeline.transforms import NAMESPACE
 
 
@@ -39,8 +41,8 @@ MAX_FAILURES_SHOWN = 20
 
 
 def failed_inputs(plan: Plan, cfg: RunConfig) -> list[tuple[str, str]]:
-    """(source, first error reason) of every input this run processed that has error records;
-    read from errors/*.jsonl, so it works the same on every runner."""
+    """(source, the reason of its cause) of every input this run processed that has error
+    records; read from errors/*.jsonl, so it works the same on every runner."""
     layout = cfg.layout
     ids = {naming.input_id(uri): uri for uri in plan.inputs}
     failures = []
@@ -49,9 +51,10 @@ def failed_inputs(plan: Plan, cfg: RunConfig) -> list[tuple[str, str]]:
         if iid not in ids:
             continue
         try:
-            first = json.loads(storage.read_bytes(uri).splitlines()[0])
-            reason = f"{first['step']}: {first['reason']}"
-        except (OSError, ValueError, IndexError, KeyError):
+            records = [ErrorRecord(**json.loads(line)) for line in storage.read_bytes(uri).splitlines()]
+            cause = first_cause(records)
+            reason = f"{cause.step}: {cause.reason}"
+        except (OSError, ValueError, IndexError, KeyError, TypeError):
             reason = "see its error record"
         failures.append((ids[iid], reason))
     return failures
