@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import posixpath
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -36,6 +37,35 @@ def join(base: str, *parts: str) -> str:
 
 def absolute(uri: str) -> str:
     return os.path.abspath(local_path(uri)) if is_local(uri) else uri
+
+
+# What `atomic_path` (".name.tmp-1a2b3c4d") and `storage.create` ("name.tmp-1a2b3c4d") write
+# before the final name: a writer killed in between leaves one behind.
+TEMP_NAME = re.compile(r"\.tmp-[0-9a-f]{8}$")
+LOCK_NAME = "_lock.json"
+
+
+def remove_stale_temps(root: str) -> int:
+    """Remove the temporary files and folders that killed writers left under a local output
+    root, so that a re-run ends with exactly a clean run's files. Call it only while holding
+    the root's lock: then no other run can have a write in flight (the lock's own are spared,
+    its renewal writes them). Returns how many were removed."""
+    if not is_local(root) or not os.path.isdir(local_path(root)):
+        return 0
+    removed = 0
+    for directory, folders, names in os.walk(local_path(root)):
+        for name in [*names, *folders]:
+            if not TEMP_NAME.search(name) or name.lstrip(".").startswith(LOCK_NAME):
+                continue
+            path = os.path.join(directory, name)
+            if name in folders:
+                shutil.rmtree(path, ignore_errors=True)
+                folders.remove(name)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+            removed += 1
+    return removed
 
 
 @contextlib.contextmanager

@@ -65,3 +65,20 @@ def test_local_analytics_do_not_import_beam():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_temporary_files_that_a_killed_writer_left_are_removed_and_nothing_else(tmp_path):
+    out = tmp_path / "out"
+    kept = [out / "labels" / "clip" / "000031.png", out / "coverage" / "clip" / "segment-00000.parquet",
+            out / "notes.tmp-later.txt", out / "_lock.json", out / "._lock.json.tmp-0123abcd"]
+    stale = [out / "labels" / "clip" / ".000031.png.tmp-ee40dd7f", out / "_done" / "c.json.tmp-89abcdef"]
+    for path in kept + stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    folder = out / "videos" / ".clip.mp4.tmp-00aa11bb"  # atomic_path can stand for a folder too
+    (folder / "inner").mkdir(parents=True)
+    assert files.remove_stale_temps(str(out)) == 3
+    assert all(p.exists() for p in kept)
+    assert not any(p.exists() for p in stale) and not folder.exists()
+    assert files.remove_stale_temps(str(out)) == 0
+

@@ -12,7 +12,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_seg import __version__, storage
+from beam_seg import __version__, files, storage
 from beam_seg.config import RunConfig, add_options, option_names
 from beam_seg.job import runner
 from beam_seg.job.exits import (
@@ -105,6 +105,10 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
 
 def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, resolved,
                    started: float) -> int:
+    stale = files.remove_stale_temps(cfg.layout.root)  # safe: we hold the lock
+    if stale:
+        log.warning("beam-seg: removed %d temporary files that an interrupted run left in %s",
+                    stale, cfg.layout.root)
     plan = plan_run(inputs, cfg)
     if cfg.overwrite:
         clear_done_markers(plan.inputs, cfg)  # before any of their work starts
