@@ -40,9 +40,15 @@ def absolute(uri: str) -> str:
 
 
 # What `atomic_path` (".name.tmp-1a2b3c4d") and `storage.create` ("name.tmp-1a2b3c4d") write
-# before the final name: a writer killed in between leaves one behind.
+# before the final name (both through `temp_sibling`): a writer killed in between leaves one.
 TEMP_NAME = re.compile(r"\.tmp-[0-9a-f]{8}$")
 LOCK_NAME = "_lock.json"
+
+
+def temp_sibling(path: str, hidden: bool = True) -> str:
+    """A unique temporary name next to `path`, of the form `remove_stale_temps` recognises."""
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f"{'.' if hidden else ''}{name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
 def remove_stale_temps(root: str) -> int:
@@ -77,9 +83,8 @@ def atomic_path(path: str) -> Iterator[str]:
     `os.replace` is atomic on POSIX: readers see the old file or the new one, never a part.
     """
     path = os.path.abspath(local_path(path))
-    directory, name = os.path.split(path)
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = temp_sibling(path)
     try:
         yield tmp
         os.replace(tmp, path)

@@ -28,7 +28,7 @@ from typing import TypeVar
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_seg.files import absolute, atomic_path, is_local, join
+from beam_seg.files import absolute, atomic_path, is_local, join, temp_sibling
 from beam_seg.files import local_path as _local_path
 from beam_seg.storage_limits import (  # noqa: F401  (part of storage's interface)
     StorageUnavailable,
@@ -289,7 +289,7 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     if is_local(uri):
         path = os.path.abspath(_local_path(uri))
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp = temp_sibling(path, hidden=False)
         try:
             with open(tmp, "wb") as f:
                 f.write(data)

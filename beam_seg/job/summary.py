@@ -118,7 +118,7 @@ def summary_lines(summary: dict, cfg: RunConfig, model_name: str) -> list[str]:
     lines += [
         f"frames       {summary['frames_segmented']} segmented ({summary['frames_decoded']} decoded"
         + (f", and {summary['frames_context']} more as temporal fusion's neighbours"
-           if summary.get("frames_context") else "") + ")"
+           if summary["frames_context"] else "") + ")"
         + (f"; {summary['segments_resumed']} video segments kept from an unfinished earlier run"
            if summary["segments_resumed"] else ""),
         f"wall time    {summary['wall_time_s']} s ({summary['frames_per_s']} frames/s)",
