@@ -20,7 +20,7 @@ from beam_seg.analytics.queries import MAX_THUMBNAILS, ClassMix, InputSummary, T
 from beam_seg.analytics.table import class_color, class_name, fraction_columns
 from beam_seg.analytics.terminal import input_table_rows, percent
 
-_CSS = """
+PAGE_CSS = """
 body { font: 14px/1.45 -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif;
        color: #222; margin: 0 auto; max-width: 1160px; padding: 16px 24px 48px; }
 h1 { font-size: 24px; margin: 8px 0 4px; }
@@ -45,6 +45,7 @@ figure { margin: 0 0 18px; }
 .thumbs img { width: 100%; height: auto; display: block; border-radius: 3px; }
 figcaption { font-size: 12px; color: #555; overflow-wrap: anywhere; margin-top: 3px; }
 .note { color: #666; font-size: 12px; }
+.warn { background: #fff4e5; border-left: 4px solid #e08a00; padding: 6px 10px; margin: 8px 0; }
 """
 
 
@@ -52,11 +53,11 @@ def data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _swatch(color: tuple[int, int, int]) -> str:
+def swatch(color: tuple[int, int, int]) -> str:
     return f'<span class="sw" style="background:#{color[0]:02x}{color[1]:02x}{color[2]:02x}"></span>'
 
 
-def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: Sequence[str]) -> str:
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: Sequence[str]) -> str:
     """Cells are HTML already (callers escape text); `styles` are per-column CSS classes."""
     def cls(style: str) -> str:
         return f' class="{style}"' if style else ""
@@ -67,7 +68,7 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], styles: S
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _bar(value: float, color: tuple[int, int, int], full_width_px: int = 160) -> str:
+def bar(value: float, color: tuple[int, int, int], full_width_px: int = 160) -> str:
     width = max(1, round(value * full_width_px))
     return (f'<span class="bar" style="width:{width}px;'
             f'background:#{color[0]:02x}{color[1]:02x}{color[2]:02x}"></span>')
@@ -78,7 +79,7 @@ def _inputs_section(inputs: Sequence[InputSummary], mix: ClassMix) -> str:
     headers, rows = input_table_rows(inputs, mix)
     main = mix.main_columns()
     head = [esc(headers[0]), "kind", "frames", "duration", "size",
-            *[_swatch(class_color(mix.label_set, c)) + esc(class_name(mix.label_set, c)) for c in main],
+            *[swatch(class_color(mix.label_set, c)) + esc(class_name(mix.label_set, c)) for c in main],
             "top classes"]
     by_id = {s.input_id: s for s in inputs}
     body = []
@@ -89,7 +90,7 @@ def _inputs_section(inputs: Sequence[InputSummary], mix: ClassMix) -> str:
         body.append([f'<span title="{esc(summary.source_uri)}">{esc(row[0])}</span>',
                      *[esc(c) for c in row[1:-1]], top])
     styles = ["", "", "num", "num", "num", *["num"] * len(main), "wrap"]
-    return _html_table(head, body, styles)
+    return html_table(head, body, styles)
 
 
 def _class_mix_section(mix: ClassMix) -> str:
@@ -97,10 +98,10 @@ def _class_mix_section(mix: ClassMix) -> str:
     columns = sorted((c for c in [*fraction_columns(mix.label_set), IGNORE_COLUMN]
                       if mix.mean.get(c, 0.0) > 0), key=lambda c: -mix.mean[c])
     top = max((mix.mean[c] for c in columns), default=1.0)
-    body = [[_swatch(class_color(mix.label_set, c)) + esc(class_name(mix.label_set, c)),
-             esc(percent(mix.mean[c])), _bar(mix.mean[c] / top, class_color(mix.label_set, c)),
+    body = [[swatch(class_color(mix.label_set, c)) + esc(class_name(mix.label_set, c)),
+             esc(percent(mix.mean[c])), bar(mix.mean[c] / top, class_color(mix.label_set, c)),
              esc(percent(mix.frames_over_1pct.get(c)))] for c in columns]
-    return _html_table(["class", "mean share", "", "frames &gt; 1%"], body, ["", "num", "", "num"])
+    return html_table(["class", "mean share", "", "frames &gt; 1%"], body, ["", "num", "", "num"])
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,14 @@ class PageContent:
     legend_png: bytes
     thumbnails: Sequence[Thumbnail]
     link_base: str | None  # relative URL of OUT seen from the page; None: files not reachable
+    warnings: Sequence[str] = ()  # the out-of-domain warning's lines (`domain.py`)
+
+
+def warning_html(lines: Sequence[str]) -> str:
+    """The out-of-domain warning as a box; nothing when there is none."""
+    if not lines:
+        return ""
+    return '<div class="warn">' + "<br>".join(html.escape(line) for line in lines) + "</div>"
 
 
 def _thumbnail(t: Thumbnail, link_base: str | None) -> str:
@@ -140,11 +149,12 @@ def html_report(page: PageContent) -> str:
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>beam_seg report: {esc(page.out)}</title>"
-        f"<style>{_CSS}{timeline.PLAYER_CSS}</style></head><body>",
+        f"<style>{PAGE_CSS}{timeline.PLAYER_CSS}</style></head><body>",
         "<h1>beam_seg report</h1>",
         f'<p class="meta"><code>{esc(page.out)}</code> &middot; {page.total_inputs} inputs &middot; '
         f"{frames} frames &middot; model {esc(', '.join(page.models))} &middot; generated "
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
+        warning_html(page.warnings),
         "<h2>Inputs</h2>",
         '<p class="note">Class columns: mean share of the frame over the input\'s frames, for the '
         "classes that cover most of the run. Duration: the time the video's frames span. "

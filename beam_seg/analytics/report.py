@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from beam_seg import files
-from beam_seg.analytics import timeline
+from beam_seg.analytics import domain, timeline
 from beam_seg.analytics.commands import ArgumentParser, UsageError, run_command
 from beam_seg.analytics.page import PageContent, html_report
 from beam_seg.analytics.plots import plot_coverage_over_time, plot_legend
@@ -109,15 +109,37 @@ def build_report(out: str, html_path: str | None = None, max_plots: int = 50) ->
         legend_path = files.join(report_dir, "legend.png")
         files.write_bytes(legend_path, legend_png)
         thumbnails = load_thumbnails(cov)
+        warnings = out_of_domain(cov)
         page = html_report(PageContent(out, inputs, total, models, mixes, drives, skipped,
-                                       legend_png, thumbnails, base))
+                                       legend_png, thumbnails, base, warnings))
     files.write_bytes(html_path, page.encode("utf-8"))
-    return terminal_report(inputs, total, mixes), ReportPaths(html_path, legend_path, plot_paths)
+    text = terminal_report(inputs, total, mixes)
+    if warnings:
+        text += "\n\nwarning: " + "\n         ".join(warnings)
+    return text, ReportPaths(html_path, legend_path, plot_paths)
+
+
+def out_of_domain(cov) -> list[str]:
+    """The out-of-domain warning's lines for a run: every input's mean confidence in one
+    query, and the preset from the done markers of the inputs that might be low."""
+    inputs = domain.input_confidences(cov)
+    return domain.warning_lines(domain.domain_warning(
+        inputs, domain.presets_from_markers(cov.out, domain.candidates(inputs))))
 
 
 def _command(args: argparse.Namespace) -> int:
     if args.max_plots < 0:
         raise UsageError("--max-plots must be 0 or more")
+    if len(args.outputs) > 2:
+        raise UsageError(f"report takes one OUT, or two to compare ({len(args.outputs)} given)")
+    if len(args.outputs) == 2:
+        from beam_seg.analytics.compare import build_comparison
+
+        text, html_path = build_comparison(*args.outputs, args.html)
+        print(text)
+        print(f"\nHTML:  {html_path}")
+        return 0
+    args.output = args.outputs[0]
     table, paths = build_report(args.output, args.html, args.max_plots)
     print(table)
     print(f"\nplots: {files.join(args.output, 'report')} ({len(paths.plots)} coverage plots, legend.png)")
@@ -130,10 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="beam-seg report",
         description="Summarise a run's coverage and events tables: a per-input table on the "
                     "terminal, coverage-over-time plots and an HTML report in which each video "
-                    "plays beside its timeline (default OUT/report/).")
-    parser.add_argument("output", metavar="OUT", help="the output root of a `beam-seg segment` run")
+                    "plays beside its timeline (default OUT/report/). Given two runs of the same "
+                    "inputs (e.g. two models), one page shows them side by side.")
+    parser.add_argument("outputs", nargs="+", metavar="OUT",
+                        help="the output root of a `beam-seg segment` run; a second OUT compares "
+                             "the two runs")
     parser.add_argument("--html", metavar="FILE", help="where to write the HTML report "
-                        "(default OUT/report/report.html)")
+                        "(default OUT/report/report.html, or OUT_A/report/compare.html)")
     parser.add_argument("--max-plots", type=int, default=50, metavar="N",
                         help="plot and play at most N videos (default 50; all are in the tables)")
     return run_command(parser, sys.argv[1:] if argv is None else argv, _command)

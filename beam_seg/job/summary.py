@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import TextIO
 
 import apache_beam as beam
 
 from beam_seg import naming, storage
+from beam_seg.analytics import domain
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
 from beam_seg.pipeline.finish import first_cause
 from beam_seg.pipeline.records import ErrorRecord
 from beam_seg.pipeline.transforms import NAMESPACE
+
+log = logging.getLogger("beam_seg")
 
 
 def _query(result, name: str, kind: str) -> list:
@@ -69,6 +73,19 @@ def print_failures(failures: list[tuple[str, str]], stream: TextIO | None = None
         print(f"... and {len(failures) - MAX_FAILURES_SHOWN} more failed inputs", file=stream)
 
 
+def out_of_domain(plan: Plan, cfg: RunConfig) -> list[str]:
+    """The out-of-domain warning's lines for this run's inputs (done now or earlier), read
+    from their coverage files; none when the model is not calibrated or nothing can be read."""
+    ids = {naming.input_id(uri) for uri in (*plan.inputs, *plan.skipped)}
+    try:
+        inputs = domain.run_confidences(cfg.layout.root, ids)
+    except Exception as exc:  # a courtesy: the summary must still come out
+        log.debug("no out-of-domain check: %s", exc)
+        return []
+    presets = {i.input_id: cfg.preset(i.kind) for i in inputs}
+    return domain.warning_lines(domain.domain_warning(inputs, presets))
+
+
 def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
     frames = _counter(result, "frames_segmented")
     inferences = _counter(result, "num_inferences")
@@ -92,6 +109,7 @@ def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
         "wall_time_s": round(seconds, 1),
         "frames_per_s": round(frames / seconds, 2) if seconds > 0 else None,
         "output": cfg.layout.root,
+        "out_of_domain": out_of_domain(plan, cfg),
     }
 
 
@@ -126,6 +144,8 @@ def summary_lines(summary: dict, cfg: RunConfig, model_name: str) -> list[str]:
     if summary["inference_ms_per_frame"] is not None:
         lines.append(f"inference    {summary['inference_ms_per_frame']} ms per frame (mean, "
                      f"pre/post-processing included)")
+    lines += [f"{'warning' if i == 0 else '':12} {line}"
+              for i, line in enumerate(summary.get("out_of_domain", []))]
     lines += [
         f"outputs      {layout.root}",
         "  labels/    label-map PNGs (palette PNG, pixel value = class id)",
