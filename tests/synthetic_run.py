@@ -4,11 +4,13 @@ encoder, the events file): fast tests of everything that reads a run."""
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from beam_seg import naming
 from beam_seg.analytics import coverage, events, regions
 from beam_seg.labels import CITYSCAPES
 from beam_seg.media import render, video
@@ -27,8 +29,9 @@ def _label_map(index: int) -> np.ndarray:
     return ids
 
 
-def write_synthetic_run(out: Path) -> None:
-    """One video's outputs, as the pipeline lays them out."""
+def write_synthetic_run(out: Path, model: str = "hand-drawn", confidence: float | None = None) -> None:
+    """One video's outputs, as the pipeline lays them out (`confidence`: every frame's; None
+    as from a model that gives only ids)."""
     rng = np.random.default_rng(1)
     rows = []
     (out / "overlays" / IID).mkdir(parents=True)
@@ -44,12 +47,40 @@ def write_synthetic_run(out: Path) -> None:
             counts = coverage.class_counts(ids, CITYSCAPES.num_classes)
             base = {"source_uri": f"/drives/{IID}.mp4", "input_id": IID, "kind": "video",
                     "frame_index": index, "timestamp_s": index / FPS, "width": WIDTH,
-                    "height": HEIGHT, "model": "hand-drawn", "label_set": "cityscapes",
+                    "height": HEIGHT, "model": model, "label_set": "cityscapes",
                     "label_uri": f"labels/{IID}/{index:06d}.png", "overlay_uri": overlay_uri,
-                    "confidence": None, "flicker": None}  # as from a model that gives only ids
+                    "confidence": confidence, "flicker": None}
             rows.append(coverage.coverage_row(base, counts, CITYSCAPES, regions.region_values(
                 ids, counts, CITYSCAPES, regions.RegionSettings())))
     (out / "coverage" / IID).mkdir(parents=True)
     (out / "coverage" / IID / "segment-00000.parquet").write_bytes(coverage.parquet_bytes(rows, CITYSCAPES))
     events.write_input_events(str(out / "coverage" / IID / "*.parquet"),
                               str(out / "events" / f"{IID}.parquet"), events.EventSettings())
+
+
+def write_still_run(out: Path, stills: list[tuple[str, str, float]], quality: str | None = None,
+                    car_share: float = 0.0) -> None:
+    """Still images' outputs, one (source uri, model, confidence) each: a coverage row, an
+    overlay and the done marker whose options say the preset (`quality`, None: the default)."""
+    for uri, model, confidence in stills:
+        iid = naming.input_id(uri)
+        ids = _label_map(0)
+        cars = round(car_share * HEIGHT)
+        ids[HEIGHT - cars:] = CITYSCAPES.id_of("car")
+        overlay_uri = f"overlays/{iid}/000000.jpg"
+        (out / "overlays" / iid).mkdir(parents=True)
+        blended = render.overlay(np.full((HEIGHT, WIDTH, 3), 90, np.uint8), ids, CITYSCAPES.palette, 0.5)
+        (out / overlay_uri).write_bytes(render.encode_image(blended, "jpg"))
+        counts = coverage.class_counts(ids, CITYSCAPES.num_classes)
+        base = {"source_uri": uri, "input_id": iid, "kind": "image", "frame_index": 0,
+                "timestamp_s": 0.0, "width": WIDTH, "height": HEIGHT, "model": model,
+                "label_set": "cityscapes", "label_uri": f"labels/{iid}/000000.png",
+                "overlay_uri": overlay_uri, "confidence": confidence, "flicker": None}
+        row = coverage.coverage_row(base, counts, CITYSCAPES, regions.region_values(
+            ids, counts, CITYSCAPES, regions.RegionSettings()))
+        table = out / "coverage" / iid / "segment-00000.parquet"
+        table.parent.mkdir(parents=True)
+        table.write_bytes(coverage.parquet_bytes([row], CITYSCAPES))
+        (out / "_done").mkdir(exist_ok=True)
+        (out / "_done" / f"{iid}.json").write_text(json.dumps(
+            {"input_id": iid, "kind": "image", "frames": 1, "options": {"quality": quality, "model": model}}))

@@ -19,9 +19,10 @@ from beam_seg import cli
 
 from browser import keep_screenshot, open_page
 from conftest import ROOT
-from synthetic_run import CAR_FRAMES, FPS, FRAMES, HEIGHT, WIDTH, write_synthetic_run
+from synthetic_run import CAR_FRAMES, FPS, FRAMES, HEIGHT, WIDTH, write_still_run, write_synthetic_run
 
 SCREENSHOT_ENV = "BEAM_SEG_SCREENSHOT"  # set to a path to keep the screenshot (docs/)
+COMPARE_SCREENSHOT_ENV = "BEAM_SEG_COMPARE_SCREENSHOT"  # the same for the two-run page
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +105,39 @@ def test_a_thumbnail_opens_the_overlay_at_full_size(report_page):
         page.mouse.click(5, 5)
         page.wait_for_function("!document.getElementById('full').open")
         assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def compare_page(tmp_path_factory) -> Path:
+    """Two synthetic runs of the same video and stills, by two 'models', and their page."""
+    root = tmp_path_factory.mktemp("browser-compare")
+    stills = ["/footage/one.jpg", "/footage/two.jpg"]
+    for name, model, confidence, cars in (("a", "model-a", 0.71, 0.0), ("b", "model-b", 0.93, 0.3)):
+        write_synthetic_run(root / name, model, confidence)
+        write_still_run(root / name, [(uri, model, confidence) for uri in stills], car_share=cars)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["report", str(root / "a"), str(root / "b")]) == 0
+    return root / "a" / "report" / "compare.html"
+
+
+def test_the_comparison_page_shows_both_runs_and_plays_their_videos_together(compare_page, tmp_path):
+    with open_page(compare_page, height=1400) as (page, errors):
+        page.wait_for_function("Array.from(document.querySelectorAll('video'))"
+                               ".every(v => v.readyState >= 1)", timeout=20_000)
+        assert page.locator(".pair").count() == 3  # the video and both stills
+        for side, model, confidence in (("A", "model-a", "0.71"), ("B", "model-b", "0.93")):
+            caption = page.locator(f".pair figcaption:has-text('{side} {model}')")
+            assert caption.count() == 3 and caption.first.is_visible()
+            assert f"confidence {confidence}" in caption.first.inner_text()
+        durations = page.evaluate("Array.from(document.querySelectorAll('video')).map(v => v.duration)")
+        assert durations == pytest.approx([FRAMES / FPS] * 2, abs=0.5 / FPS)
+        page.evaluate("document.querySelectorAll('video')[0].play()")
+        page.wait_for_function("document.querySelectorAll('video')[1].currentTime > 0.5", timeout=20_000)
+        page.evaluate("document.querySelectorAll('video')[0].pause()")
+        page.wait_for_function("document.querySelectorAll('video')[1].paused", timeout=5_000)
+        shot = tmp_path / "compare.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert not errors, errors
+    assert shot.stat().st_size > 10_000
+    if keep := os.environ.get(COMPARE_SCREENSHOT_ENV):
+        keep_screenshot(shot, ROOT / keep)
