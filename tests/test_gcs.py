@@ -209,3 +209,34 @@ def test_a_gs_model_mirror_is_verified_by_checksum_and_fetched_once(gcs, monkeyp
     stat = os.stat(first.path)
     assert resolve("cityscapes-edgetpu-slim").path == first.path
     assert (os.stat(first.path).st_ino, os.stat(first.path).st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+
+
+def test_the_out_of_domain_warning_and_the_comparison_read_runs_on_a_bucket(gcs, tmp_path):
+    """The summary's and the report's reads of confidence and presets work on gs:// too."""
+    import contextlib
+    import io
+
+    from beam_seg import cli
+    from beam_seg.analytics import domain
+    from beam_seg.config import RunConfig
+    from beam_seg.job.inputs import Plan
+    from beam_seg.job.summary import out_of_domain
+
+    from synthetic_run import write_still_run
+
+    model = "cityscapes-edgetpu-slim"
+    low = domain.CALIBRATIONS[model].threshold["fast"] - 0.1
+    stills = [("/f/a.jpg", model, low), ("/f/b.jpg", model, 0.99)]
+    write_still_run(tmp_path / "run", stills, quality="fast")
+    out = gcs.uri("ood-run")
+    for local in (tmp_path / "run").rglob("*"):
+        if local.is_file():
+            gcs.upload(local, f"{out}/{local.relative_to(tmp_path / 'run').as_posix()}")
+    lines = out_of_domain(Plan(inputs=["/f/a.jpg", "/f/b.jpg"]), RunConfig(output=out, quality="fast"))
+    assert lines and lines[0].startswith("1 of 2 inputs look unlike")
+    assert domain.presets_from_markers(out, [naming.input_id("/f/a.jpg")]) == {
+        naming.input_id("/f/a.jpg"): "fast"}
+    with contextlib.redirect_stdout(io.StringIO()) as text:
+        assert cli.main(["report", out, str(tmp_path / "run"), "--html", str(tmp_path / "c.html")]) == 0
+    assert "2 inputs in both runs" in text.getvalue()
+    assert f"A: 1 of 2 inputs look unlike the footage {model}" in text.getvalue()

@@ -139,10 +139,10 @@ def _command(args: argparse.Namespace) -> int:
         print(text)
         print(f"\nHTML:  {html_path}")
         return 0
-    args.output = args.outputs[0]
-    table, paths = build_report(args.output, args.html, args.max_plots)
+    [out] = args.outputs
+    table, paths = build_report(out, args.html, args.max_plots)
     print(table)
-    print(f"\nplots: {files.join(args.output, 'report')} ({len(paths.plots)} coverage plots, legend.png)")
+    print(f"\nplots: {files.join(out, 'report')} ({len(paths.plots)} coverage plots, legend.png)")
     print(f"HTML:  {paths.html}")
     return 0
 
