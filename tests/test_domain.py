@@ -63,6 +63,14 @@ def test_the_default_model_is_calibrated_at_every_preset_and_points_at_b0():
         assert 0 < CAL.threshold[preset] < CAL.in_domain[preset] < 1
 
 
+def test_the_least_confident_inputs_are_named_at_most_k():
+    inputs = [_input(f"i{n}", 0.5 - 0.01 * n) for n in range(5)]
+    [warning] = domain.domain_warning(inputs, dict.fromkeys([i.input_id for i in inputs], "fast"), FAKE)
+    assert warning.least_confident(2) == "Least confident: i4 (0.46), i3 (0.47) and 3 more."
+    assert domain.warning_lines([warning], name_inputs=True)[-1].startswith("Least confident: i4")
+    assert len(domain.warning_lines([warning])) == 2
+
+
 def test_only_inputs_low_at_some_preset_need_their_preset_looked_up():
     top = max(FAKE["m"].threshold.values())
     inputs = [_input("a", top - 0.01), _input("b", top + 0.01), _input("c", None), _input("d", 0.1, "x")]
@@ -138,6 +146,9 @@ def test_the_report_says_it_on_the_terminal_and_on_the_page(tmp_path):
     page = (tmp_path / "report" / "report.html").read_text()
     assert '<div class="warn">2 of 4 inputs look unlike the footage' in page
     assert "--model efficientvit-b0-cityscapes" in page
+    (one, c1), (zero, c0) = [(naming.input_id(uri), c) for uri, _, c in reversed(_stills(2, 0))]
+    assert f"Least confident: {one} ({c1:.2f}), {zero} ({c0:.2f})." in text  # least first
+    assert f"Least confident: {one} ({c1:.2f})" in page
 
 
 def test_the_report_of_an_in_domain_run_has_no_warning(tmp_path):

@@ -70,7 +70,7 @@ class DomainWarning:
 
     model: str
     low: tuple[InputConfidence, ...]  # the out-of-domain inputs, least confident first
-    judged: int  # inputs of this model with a confidence and a known preset
+    judged: int  # inputs of this model with a confidence
     mean_low: float  # mean confidence of the low inputs
     in_domain: float  # the model's mean on its training domain (at the low inputs' presets)
     domain: str
@@ -85,6 +85,12 @@ class DomainWarning:
             return [first]
         return [first, f"Try --model {self.alternative} on them, and compare both runs with "
                        "`beam-seg report OUT OTHER_OUT`."]
+
+    def least_confident(self, k: int = 8) -> str:
+        """The low inputs by name, least confident first (for the report, which lists them)."""
+        names = ", ".join(f"{i.input_id} ({i.confidence:.2f})" for i in self.low[:k])
+        more = f" and {len(self.low) - k} more" if len(self.low) > k else ""
+        return f"Least confident: {names}{more}."
 
 
 def preset_for(kind: str, quality: str | None) -> str:
@@ -144,8 +150,10 @@ def presets_from_markers(out: str, input_ids: Sequence[str]) -> dict[str, str | 
         return dict(zip(input_ids, pool.map(read, input_ids), strict=True))
 
 
-def warning_lines(warnings: Sequence[DomainWarning]) -> list[str]:
-    return [line for warning in warnings for line in warning.lines()]
+def warning_lines(warnings: Sequence[DomainWarning], name_inputs: bool = False) -> list[str]:
+    """Each warning's lines; with `name_inputs`, a line naming its least confident inputs."""
+    return [line for warning in warnings
+            for line in [*warning.lines(), *([warning.least_confident()] if name_inputs else [])]]
 
 
 def _query_confidences(con: duckdb.DuckDBPyConnection, source: str) -> list[InputConfidence]:

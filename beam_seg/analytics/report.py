@@ -124,7 +124,7 @@ def out_of_domain(cov) -> list[str]:
     query, and the preset from the done markers of the inputs that might be low."""
     inputs = domain.input_confidences(cov)
     return domain.warning_lines(domain.domain_warning(
-        inputs, domain.presets_from_markers(cov.out, domain.candidates(inputs))))
+        inputs, domain.presets_from_markers(cov.out, domain.candidates(inputs))), name_inputs=True)
 
 
 def _command(args: argparse.Namespace) -> int:
