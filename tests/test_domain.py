@@ -112,6 +112,17 @@ def test_the_summary_warns_about_the_runs_own_inputs_only(tmp_path):
     assert f"             {lines[1]}" in text
 
 
+def test_a_large_run_is_judged_on_an_even_sample_and_says_so(tmp_path):
+    stills = _stills(6, 4)
+    write_still_run(tmp_path, stills)
+    plan, cfg = Plan(inputs=[s[0] for s in stills]), RunConfig(output=str(tmp_path))
+    [first, _] = out_of_domain(plan, cfg, limit=5)
+    assert first.endswith("(an even sample of 5 of the run's 10 inputs)")
+    assert first.split()[2] == "5"  # "N of 5 inputs"
+    [whole, _] = out_of_domain(plan, cfg, limit=10)
+    assert whole.startswith("6 of 10 inputs") and "sample" not in whole
+
+
 def test_the_preset_of_the_run_decides(tmp_path):
     """A confidence between the fast and high thresholds is low at one and not at the other."""
     assert CAL.threshold["fast"] > CAL.threshold["high"]

@@ -122,10 +122,13 @@ def _side(cov: Coverage, row: dict, base: str | None) -> RunSide:
                    row["overlay"] or "", jpeg, video)
 
 
-def _warnings(cov: Coverage, ids: set[str]) -> list[str]:
+def _confidence_and_warnings(cov: Coverage, ids: set[str]) -> tuple[float | None, list[str]]:
+    """The mean confidence of some inputs (each counted once) and their out-of-domain lines."""
     inputs = [i for i in domain.input_confidences(cov) if i.input_id in ids]
+    known = [i.confidence for i in inputs if i.confidence is not None]
     presets = domain.presets_from_markers(cov.out, domain.candidates(inputs))
-    return domain.warning_lines(domain.domain_warning(inputs, presets))
+    return (sum(known) / len(known) if known else None,
+            domain.warning_lines(domain.domain_warning(inputs, presets)))
 
 
 def compare_runs(out_a: str, out_b: str, html_path: str) -> Comparison:
@@ -140,11 +143,9 @@ def compare_runs(out_a: str, out_b: str, html_path: str) -> Comparison:
             per_input = _per_input(cov, shown)
             rows.append((per_input, base))
             models = [r["model"] for r in cov.query("SELECT DISTINCT model FROM coverage ORDER BY 1")]
-            confidences = [i.confidence for i in domain.input_confidences(cov)
-                           if i.input_id in set(common) and i.confidence is not None]
-            runs.append(RunInfo(cov.out, models, len(kinds), base, _warnings(cov, set(common)),
-                                _class_mix(cov, common) if common else {},
-                                sum(confidences) / len(confidences) if confidences else None))
+            confidence, warnings = _confidence_and_warnings(cov, set(common))
+            runs.append(RunInfo(cov.out, models, len(kinds), base, warnings,
+                                _class_mix(cov, common) if common else {}, confidence))
         compared = []
         for iid in shown:
             a, b = rows[0][0][iid], rows[1][0][iid]

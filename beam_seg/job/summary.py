@@ -73,17 +73,27 @@ def print_failures(failures: list[tuple[str, str]], stream: TextIO | None = None
         print(f"... and {len(failures) - MAX_FAILURES_SHOWN} more failed inputs", file=stream)
 
 
-def out_of_domain(plan: Plan, cfg: RunConfig) -> list[str]:
+# Inputs whose coverage files the summary reads for the out-of-domain check: about 1 ms a
+# local file (5000 in 6 s on a loaded 2-core machine), so a larger run is judged on an even
+# sample of its inputs and says so.
+MAX_JUDGED_INPUTS = 2000
+
+
+def out_of_domain(plan: Plan, cfg: RunConfig, limit: int = MAX_JUDGED_INPUTS) -> list[str]:
     """The out-of-domain warning's lines for this run's inputs (done now or earlier), read
     from their coverage files; none when the model is not calibrated or nothing can be read."""
-    ids = {naming.input_id(uri) for uri in (*plan.inputs, *plan.skipped)}
+    ids = sorted({naming.input_id(uri) for uri in (*plan.inputs, *plan.skipped)})
+    sample = ids[::-(-len(ids) // limit)] if len(ids) > limit else ids
     try:
-        inputs = domain.run_confidences(cfg.layout.root, ids)
+        inputs = domain.run_confidences(cfg.layout.root, sample)
     except Exception as exc:  # a courtesy: the summary must still come out
         log.debug("no out-of-domain check: %s", exc)
         return []
     presets = {i.input_id: cfg.preset(i.kind) for i in inputs}
-    return domain.warning_lines(domain.domain_warning(inputs, presets))
+    lines = domain.warning_lines(domain.domain_warning(inputs, presets))
+    if lines and len(sample) < len(ids):
+        lines[0] += f" (an even sample of {len(sample)} of the run's {len(ids)} inputs)"
+    return lines
 
 
 def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
