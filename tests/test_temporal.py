@@ -179,7 +179,7 @@ def test_fusion_cuts_flicker_on_real_footage_without_losing_accuracy():
     frame 19: K=1 against K=0, flicker compensated for motion as `make bench-quality` does."""
     from PIL import Image
 
-    from beam_seg.analytics.evaluate import confusion_matrix, scores
+    from beam_seg.commands.evaluate import confusion_matrix, scores
     from beam_seg.media.pixels import resize_nearest
     from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve
     from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, score_frames

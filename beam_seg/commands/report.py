@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from beam_seg import files
-from beam_seg.analytics import timeline
-from beam_seg.analytics.commands import ArgumentParser, UsageError, run_command
-from beam_seg.analytics.page import PageContent, html_report
-from beam_seg.analytics.plots import plot_coverage_over_time, plot_legend
-from beam_seg.analytics.queries import (
+from beam_seg.commands import timeline
+from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
+from beam_seg.commands.page import PageContent, html_report
+from beam_seg.commands.plots import plot_coverage_over_time, plot_legend
+from beam_seg.commands.queries import (
     TimeSeries,
     class_mix,
     coverage_over_time,
@@ -31,8 +31,8 @@ from beam_seg.analytics.queries import (
     summarize_inputs,
     videos,
 )
-from beam_seg.analytics.table import class_color, class_name, fraction_columns, open_coverage
-from beam_seg.analytics.terminal import format_duration, terminal_report
+from beam_seg.commands.table import class_color, class_name, fraction_columns, open_coverage
+from beam_seg.commands.terminal import format_duration, terminal_report
 from beam_seg.labels import LabelSet
 
 
