@@ -17,10 +17,10 @@ from beam_seg.media import flow
 from beam_seg.media.video import ffmpeg_exe
 from beam_seg.models.inference import DeepLabModelHandler, Segmentation
 from beam_seg.models.loaders import InputSpec, Model
-from beam_seg.models.scores import ScoreGrid
 from beam_seg.pipeline.records import FrameKey, WorkUnit
 from beam_seg.pipeline.temporal import TemporalFuser
 from beam_seg.pipeline.transforms import SegmentInputs
+from beam_seg.scores import ScoreGrid
 
 
 def texture(seed: int, width: int = 160, height: int = 96) -> np.ndarray:
