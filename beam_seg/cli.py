@@ -1,4 +1,4 @@
-"""The `beam-seg` command: a thin dispatcher over the pipeline and the analytics modules."""
+"""The `beam-seg` command: a thin dispatcher over the pipeline and the after-run commands."""
 
 from __future__ import annotations
 
@@ -48,15 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     if command == "models":
         return models_main(rest)
     if command == "report":
-        from beam_seg.analytics.report import main as report_main
+        from beam_seg.commands.report import main as report_main
 
         return report_main(rest)
     if command == "events":
-        from beam_seg.analytics.events_command import main as events_main
+        from beam_seg.commands.events_command import main as events_main
 
         return events_main(rest)
     if command == "eval":
-        from beam_seg.analytics.evaluate import main as eval_main
+        from beam_seg.commands.evaluate import main as eval_main
 
         return eval_main(rest)
     print(f"beam-seg: error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

@@ -18,18 +18,18 @@ from functools import cached_property
 from typing import Any
 
 from beam_seg import __version__, naming
-from beam_seg.analytics.events import EventSettings
-from beam_seg.analytics.regions import (
+from beam_seg.media import images
+from beam_seg.models import DEFAULT_MODEL
+from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
+from beam_seg.models.tiling import Preset, TileSettings
+from beam_seg.tables.events import EventSettings
+from beam_seg.tables.regions import (
     DEFAULT_MIN_OBJECT_AREA,
     DEFAULT_ROI,
     RegionSettings,
     format_roi,
     parse_roi,
 )
-from beam_seg.media import images
-from beam_seg.models import DEFAULT_MODEL
-from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
-from beam_seg.models.tiling import Preset, TileSettings
 
 # Frames fused on each side of a video frame, by preset: `fast` stays one pass per frame,
 # so a video frame and the same picture as a still get the same labels.

@@ -32,13 +32,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from beam_seg.analytics import coverage, regions  # noqa: E402
 from beam_seg.job.runner import InferenceLayout, choose_layout, tune_direct_runner  # noqa: E402
 from beam_seg.labels import CITYSCAPES  # noqa: E402
 from beam_seg.media import render, video  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_model, resolve  # noqa: E402
 from beam_seg.models.inference import Placement, fit_to_input, labels_from_output  # noqa: E402
 from beam_seg.models.loaders import default_threads  # noqa: E402
+from beam_seg.tables import coverage, regions  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
 UDACITY = SHARED / "data" / "videos" / "udacity_solidWhiteRight.mp4"

@@ -24,7 +24,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from beam_seg.analytics.evaluate import evaluate  # noqa: E402
+from beam_seg.commands.evaluate import evaluate  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve  # noqa: E402
 from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, segment_frames  # noqa: E402
 from pipelines.segment import run  # noqa: E402

@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from beam_seg.analytics import coverage, regions
-from beam_seg.analytics.table import open_coverage
+from beam_seg.commands.table import open_coverage
 from beam_seg.media.render import read_label_png
+from beam_seg.tables import coverage, regions
 
 
 def per_frame_ms(fn, maps: list[np.ndarray], passes: int = 5) -> float:

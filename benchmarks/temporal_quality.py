@@ -24,7 +24,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from beam_seg.analytics.evaluate import confusion_matrix, scores  # noqa: E402
+from beam_seg.commands.evaluate import confusion_matrix, scores  # noqa: E402
 from beam_seg.media import flow, video  # noqa: E402
 from beam_seg.media.pixels import resize_nearest  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve  # noqa: E402

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from beam_seg import naming
-from beam_seg.analytics import coverage, events, regions
 from beam_seg.labels import CITYSCAPES
 from beam_seg.media import render, video
+from beam_seg.tables import coverage, events, regions
 
 FPS, FRAMES, WIDTH, HEIGHT = 10, 30, 320, 180
 IID = "drive-0123abcd"

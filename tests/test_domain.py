@@ -9,8 +9,8 @@ import io
 import pytest
 
 from beam_seg import cli, naming
-from beam_seg.analytics import domain
-from beam_seg.analytics.domain import Calibration, InputConfidence
+from beam_seg.commands import domain
+from beam_seg.commands.domain import Calibration, InputConfidence
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
 from beam_seg.job.summary import out_of_domain, summary_lines

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from beam_seg import cli
-from beam_seg.analytics.evaluate import (
+from beam_seg.commands.evaluate import (
     cityscapes_frame_name,
     confusion_matrix,
     evaluate,

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from beam_seg.analytics.events import (
+from beam_seg.tables.events import (
     EVENT_SCHEMA,
     EventSettings,
     derive_events,

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_seg import cli
-from beam_seg.analytics.events_command import time_origin_ns
+from beam_seg.commands.events_command import time_origin_ns
 
 from synthetic_run import CAR_FRAMES, FPS, IID, write_synthetic_run
 

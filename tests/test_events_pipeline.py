@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from beam_seg import naming
-from beam_seg.analytics.events import EventSettings, derive_events, read_tables
-from beam_seg.analytics.regions import OBJECT_CLASSES
+from beam_seg.tables.events import EventSettings, derive_events, read_tables
+from beam_seg.tables.regions import OBJECT_CLASSES
 
 from conftest import make_index_video
 from pipeline_helpers import segment

@@ -59,8 +59,8 @@ def test_local_reads_writes_and_listing(tmp_path):
 
 def test_local_analytics_do_not_import_beam():
     """`report`, `eval` and `events` on a local output never load Apache Beam (seconds)."""
-    code = ("import sys; import beam_seg.analytics.report, beam_seg.analytics.evaluate, "
-            "beam_seg.analytics.events_command, beam_seg.files; "
+    code = ("import sys; import beam_seg.commands.report, beam_seg.commands.evaluate, "
+            "beam_seg.commands.events_command, beam_seg.files; "
             "print('apache_beam' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, check=True)

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from beam_seg.analytics import timeline
+from beam_seg.commands import timeline
 
 
 def test_flicker_is_a_red_line_scaled_to_its_top_and_absent_without_values():

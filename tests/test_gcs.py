@@ -217,7 +217,7 @@ def test_the_out_of_domain_warning_and_the_comparison_read_runs_on_a_bucket(gcs,
     import io
 
     from beam_seg import cli
-    from beam_seg.analytics import domain
+    from beam_seg.commands import domain
     from beam_seg.config import RunConfig
     from beam_seg.job.inputs import Plan
     from beam_seg.job.summary import out_of_domain

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from beam_seg import naming
-from beam_seg.analytics.evaluate import evaluate
+from beam_seg.commands.evaluate import evaluate
 from beam_seg.models import load_model, resolve
 from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, segment_frames
 from beam_seg.models.loaders import Model

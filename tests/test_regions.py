@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as PolygonPath
 
-from beam_seg.analytics import regions
-from beam_seg.analytics.regions import RegionSettings, find_objects, parse_roi, region_values
 from beam_seg.labels import CITYSCAPES, PASCAL, LabelSet
+from beam_seg.tables import regions
+from beam_seg.tables.regions import RegionSettings, find_objects, parse_roi, region_values
 
 ROAD, PERSON, CAR, TRUCK, SKY = (CITYSCAPES.id_of(n) for n in ("road", "person", "car", "truck", "sky"))
 

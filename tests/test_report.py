@@ -23,10 +23,11 @@ import pytest
 from PIL import Image
 
 from beam_seg import cli, naming
-from beam_seg.analytics import events, queries, regions, table
-from beam_seg.analytics.coverage import schema_for
+from beam_seg.commands import queries, table
 from beam_seg.labels import CITYSCAPES
 from beam_seg.media import video
+from beam_seg.tables import events, regions
+from beam_seg.tables.coverage import schema_for
 
 from browser import keep_screenshot, open_page
 from conftest import DATA, ROOT
@@ -460,7 +461,7 @@ def gcs_bucket(monkeypatch):
 @pytest.mark.real_model
 def test_report_and_eval_read_a_gcs_output(gcs_bucket, tmp_path):
     from beam_seg import storage
-    from beam_seg.analytics.evaluate import evaluate
+    from beam_seg.commands.evaluate import evaluate
 
     local = tmp_path / "out"
     image = FRANKFURT_DIR / "frankfurt_000000_000294_leftImg8bit.png"

@@ -8,9 +8,9 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
-from beam_seg.models.scores import ScoreGrid, hann, labels_from_scores
 from beam_seg.models.surgery import expose_logits
 from beam_seg.models.tiling import Preset, ScoreMerger, TilePlan, TileSettings
+from beam_seg.scores import ScoreGrid, hann, labels_from_scores
 
 from conftest import DATA, MODELS
 

@@ -17,10 +17,10 @@ from beam_seg.media import flow
 from beam_seg.media.video import ffmpeg_exe
 from beam_seg.models.inference import DeepLabModelHandler, Segmentation
 from beam_seg.models.loaders import InputSpec, Model
-from beam_seg.models.scores import ScoreGrid
 from beam_seg.pipeline.records import FrameKey, WorkUnit
 from beam_seg.pipeline.temporal import TemporalFuser
 from beam_seg.pipeline.transforms import SegmentInputs
+from beam_seg.scores import ScoreGrid
 
 
 def texture(seed: int, width: int = 160, height: int = 96) -> np.ndarray:
@@ -179,7 +179,7 @@ def test_fusion_cuts_flicker_on_real_footage_without_losing_accuracy():
     frame 19: K=1 against K=0, flicker compensated for motion as `make bench-quality` does."""
     from PIL import Image
 
-    from beam_seg.analytics.evaluate import confusion_matrix, scores
+    from beam_seg.commands.evaluate import confusion_matrix, scores
     from beam_seg.media.pixels import resize_nearest
     from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve
     from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, score_frames

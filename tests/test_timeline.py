@@ -9,8 +9,8 @@ import re
 import numpy as np
 import pytest
 
-from beam_seg.analytics import timeline
-from beam_seg.analytics.report import link_base
+from beam_seg.commands import timeline
+from beam_seg.commands.report import link_base
 
 
 @pytest.mark.parametrize("out, page, expected", [

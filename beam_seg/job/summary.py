@@ -10,7 +10,7 @@ from typing import TextIO
 import apache_beam as beam
 
 from beam_seg import naming, storage
-from beam_seg.analytics import domain
+from beam_seg.commands import domain
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
 from beam_seg.pipeline.finish import first_cause

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from beam_seg.models.scores import ScoreGrid
+from beam_seg.scores import ScoreGrid
 
 FLOW_WIDTH = 384
 # Mean absolute grey difference (0..255) left after warping the next frame onto this one by

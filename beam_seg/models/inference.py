@@ -18,7 +18,6 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from beam_seg.media.pixels import resize_linear, resize_nearest
 from beam_seg.models import InputSpec, Model, load_label_set, load_model, resolve
 from beam_seg.models.loaders import ModelInfo
-from beam_seg.models.scores import ScoreGrid, labels_from_scores, mean_grid, softmax
 from beam_seg.models.tiling import (
     Preset,
     ScoreMerger,
@@ -27,6 +26,7 @@ from beam_seg.models.tiling import (
     crop_windows,
     plan_tiles,
 )
+from beam_seg.scores import ScoreGrid, labels_from_scores, mean_grid, softmax
 
 RESIZE_MODES = ("stretch", "pad")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from beam_seg.models.scores import hann_2d
+from beam_seg.scores import hann_2d
 
 # More windows than this for one frame means an absurd shape or setting: refused, not run.
 MAX_WINDOWS = 256

@@ -10,11 +10,11 @@ import tempfile
 from dataclasses import dataclass, field
 
 from beam_seg import naming, storage
-from beam_seg.analytics import events
 from beam_seg.config import RunConfig
 from beam_seg.media import video
 from beam_seg.pipeline import markers
 from beam_seg.pipeline.records import ErrorRecord, UnitStatus, UnitWritten, WorkUnit
+from beam_seg.tables import events
 
 log = logging.getLogger("beam_seg")
 

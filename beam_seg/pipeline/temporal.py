@@ -19,8 +19,8 @@ import numpy as np
 
 from beam_seg.media import flow
 from beam_seg.models.inference import Segmentation, labels_of
-from beam_seg.models.scores import confidence, softmax
 from beam_seg.pipeline.records import FrameKey
+from beam_seg.scores import confidence, softmax
 
 
 @dataclass

@@ -10,7 +10,6 @@ import tempfile
 import numpy as np
 
 from beam_seg import storage
-from beam_seg.analytics import coverage, regions
 from beam_seg.config import RunConfig
 from beam_seg.labels import LabelSet
 from beam_seg.media import render, video
@@ -23,6 +22,7 @@ from beam_seg.pipeline.records import (
     WorkUnit,
     planned_frame_indices,
 )
+from beam_seg.tables import coverage, regions
 
 log = logging.getLogger("beam_seg")
 

@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 
 from beam_seg import files
-from beam_seg.analytics.coverage import FRACTION_PREFIX, IGNORE_COLUMN
-from beam_seg.analytics.table import Coverage, fraction_columns
+from beam_seg.commands.table import Coverage, fraction_columns
 from beam_seg.labels import LabelSet
+from beam_seg.tables.coverage import FRACTION_PREFIX, IGNORE_COLUMN
 
 TIME_BUCKETS = 300  # points per coverage-over-time plot, however long the video
 MAIN_CLASSES = 5  # classes with a column of their own in the per-input table

@@ -34,8 +34,8 @@ import numpy as np
 from PIL import Image
 
 from beam_seg import files as file_layer
-from beam_seg.analytics.commands import ArgumentParser, UsageError, run_command
-from beam_seg.analytics.table import Coverage, open_coverage
+from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
+from beam_seg.commands.table import Coverage, open_coverage
 from beam_seg.files import is_local, join, local_path, read_bytes, write_bytes
 from beam_seg.labels import CITYSCAPES_ID_TO_TRAINID, IGNORE_ID, LabelSet
 from beam_seg.media.pixels import resize_nearest

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from beam_seg import files
-from beam_seg.analytics.coverage import FRACTION_PREFIX, IGNORE_COLUMN
-from beam_seg.analytics.regions import COUNT_PREFIX
+from beam_seg.tables.coverage import FRACTION_PREFIX, IGNORE_COLUMN
+from beam_seg.tables.regions import COUNT_PREFIX
 
 DEFAULT_ENTER = 0.005
 DEFAULT_EXIT = 0.002

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from beam_seg.analytics import timeline
-from beam_seg.analytics.coverage import IGNORE_COLUMN
-from beam_seg.analytics.queries import MAX_THUMBNAILS, ClassMix, InputSummary, Thumbnail, top_classes
-from beam_seg.analytics.table import class_color, class_name, fraction_columns
-from beam_seg.analytics.terminal import input_table_rows, percent
+from beam_seg.commands import timeline
+from beam_seg.commands.queries import MAX_THUMBNAILS, ClassMix, InputSummary, Thumbnail, top_classes
+from beam_seg.commands.table import class_color, class_name, fraction_columns
+from beam_seg.commands.terminal import input_table_rows, percent
+from beam_seg.tables.coverage import IGNORE_COLUMN
 
 PAGE_CSS = """
 body { font: 14px/1.45 -apple-system, 'Segoe UI', Roboto, 'DejaVu Sans', sans-serif;

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from beam_seg import files
-from beam_seg.analytics import domain, timeline
-from beam_seg.analytics.commands import ArgumentParser, UsageError, run_command
-from beam_seg.analytics.page import PageContent, html_report
-from beam_seg.analytics.plots import plot_coverage_over_time, plot_legend
-from beam_seg.analytics.queries import (
+from beam_seg.commands import domain, timeline
+from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
+from beam_seg.commands.page import PageContent, html_report
+from beam_seg.commands.plots import plot_coverage_over_time, plot_legend
+from beam_seg.commands.queries import (
     TimeSeries,
     class_mix,
     coverage_over_time,
@@ -31,8 +31,8 @@ from beam_seg.analytics.queries import (
     summarize_inputs,
     videos,
 )
-from beam_seg.analytics.table import class_color, class_name, fraction_columns, open_coverage
-from beam_seg.analytics.terminal import format_duration, terminal_report
+from beam_seg.commands.table import class_color, class_name, fraction_columns, open_coverage
+from beam_seg.commands.terminal import format_duration, terminal_report
 from beam_seg.labels import LabelSet
 
 
@@ -133,7 +133,7 @@ def _command(args: argparse.Namespace) -> int:
     if len(args.outputs) > 2:
         raise UsageError(f"report takes one OUT, or two to compare ({len(args.outputs)} given)")
     if len(args.outputs) == 2:
-        from beam_seg.analytics.compare import build_comparison
+        from beam_seg.commands.compare import build_comparison
 
         text, html_path = build_comparison(*args.outputs, args.html)
         print(text)

@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from beam_seg.analytics.regions import region_fields
 from beam_seg.labels import LabelSet
 from beam_seg.media.pixels import id_histogram
+from beam_seg.tables.regions import region_fields
 
 # Column -> (type, meaning). Documented in the README from this same table.
 BASE_COLUMNS: list[tuple[str, pa.DataType, str]] = [

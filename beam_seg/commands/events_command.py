@@ -19,10 +19,10 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
 from beam_seg import files
-from beam_seg.analytics.commands import ArgumentParser, UsageError, run_command
-from beam_seg.analytics.events import EVENT_SCHEMA, EventSettings, derive_events, foxglove_json_lines
-from beam_seg.analytics.table import Coverage, open_coverage
-from beam_seg.analytics.terminal import text_table
+from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
+from beam_seg.commands.table import Coverage, open_coverage
+from beam_seg.commands.terminal import text_table
+from beam_seg.tables.events import EVENT_SCHEMA, EventSettings, derive_events, foxglove_json_lines
 
 FORMATS = ("table", "csv", "jsonl", "foxglove")
 COLUMNS = EVENT_SCHEMA.names

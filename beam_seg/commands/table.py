@@ -19,10 +19,10 @@ import duckdb
 import pyarrow.parquet as pq
 
 from beam_seg import files
-from beam_seg.analytics.commands import UsageError, check_output_root
-from beam_seg.analytics.coverage import FRACTION_PREFIX, IGNORE_COLUMN
-from beam_seg.analytics.events import EVENT_SCHEMA
+from beam_seg.commands.commands import UsageError, check_output_root
 from beam_seg.labels import BUILTIN, CITYSCAPES, LabelSet, voc_colormap
+from beam_seg.tables.coverage import FRACTION_PREFIX, IGNORE_COLUMN
+from beam_seg.tables.events import EVENT_SCHEMA
 
 IGNORE_COLOR = (128, 128, 128)
 

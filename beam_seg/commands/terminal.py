@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from beam_seg.analytics.queries import ClassMix, InputSummary, top_classes
-from beam_seg.analytics.table import class_name
+from beam_seg.commands.queries import ClassMix, InputSummary, top_classes
+from beam_seg.commands.table import class_name
 
 
 def percent(value: float | None) -> str:

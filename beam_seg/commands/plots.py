@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from beam_seg.analytics.coverage import IGNORE_COLUMN
-from beam_seg.analytics.queries import TimeSeries
-from beam_seg.analytics.table import class_color, class_name, fraction_columns
+from beam_seg.commands.queries import TimeSeries
+from beam_seg.commands.table import class_color, class_name, fraction_columns
 from beam_seg.labels import LabelSet
+from beam_seg.tables.coverage import IGNORE_COLUMN
 
 LEGEND_ENTRIES = 16
 

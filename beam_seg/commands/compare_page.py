@@ -11,11 +11,11 @@ from __future__ import annotations
 import html
 from datetime import datetime, timezone
 
-from beam_seg.analytics import timeline
-from beam_seg.analytics.compare import Compared, Comparison, RunInfo, RunSide, confidence_text
-from beam_seg.analytics.page import PAGE_CSS, bar, data_uri, html_table, swatch, warning_html
-from beam_seg.analytics.queries import top_classes
-from beam_seg.analytics.terminal import format_duration, percent
+from beam_seg.commands import timeline
+from beam_seg.commands.compare import Compared, Comparison, RunInfo, RunSide, confidence_text
+from beam_seg.commands.page import PAGE_CSS, bar, data_uri, html_table, swatch, warning_html
+from beam_seg.commands.queries import top_classes
+from beam_seg.commands.terminal import format_duration, percent
 
 COMPARE_CSS = """
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 14px; margin-bottom: 22px; }

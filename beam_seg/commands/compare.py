@@ -10,13 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from beam_seg import files
-from beam_seg.analytics import domain, timeline
-from beam_seg.analytics.coverage import FRACTION_PREFIX
-from beam_seg.analytics.queries import duration_s, thumbnail_jpeg, top_classes
-from beam_seg.analytics.report import link_base
-from beam_seg.analytics.table import Coverage, class_color, fraction_columns, open_coverage
-from beam_seg.analytics.terminal import format_duration, percent, text_table
+from beam_seg.commands import domain, timeline
+from beam_seg.commands.queries import duration_s, thumbnail_jpeg, top_classes
+from beam_seg.commands.report import link_base
+from beam_seg.commands.table import Coverage, class_color, fraction_columns, open_coverage
+from beam_seg.commands.terminal import format_duration, percent, text_table
 from beam_seg.labels import LabelSet
+from beam_seg.tables.coverage import FRACTION_PREFIX
 
 MAX_COMPARED = 40  # inputs shown with their pictures; the table counts the rest
 COMPARE_THUMBNAIL_WIDTH = 540
@@ -186,7 +186,7 @@ def terminal_comparison(comparison: Comparison) -> str:
 def build_comparison(out_a: str, out_b: str, html_path: str | None = None) -> tuple[str, str]:
     """Write the two-run page (default OUT_A/report/compare.html); return the terminal text
     and the page's path."""
-    from beam_seg.analytics.compare_page import compare_html
+    from beam_seg.commands.compare_page import compare_html
 
     html_path = html_path or files.join(out_a, "report", "compare.html")
     comparison = compare_runs(out_a, out_b, html_path)
