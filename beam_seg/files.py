@@ -35,6 +35,12 @@ def join(base: str, *parts: str) -> str:
     return posixpath.join(base, *parts)
 
 
+def literal(uri: str) -> str:
+    """`uri` escaped for a glob match, so that an output root named `out*y` or `out[2]`
+    matches only itself, never another folder (`[*]` is a literal `*` to glob and fnmatch)."""
+    return glob.escape(uri)
+
+
 def absolute(uri: str) -> str:
     return os.path.abspath(local_path(uri)) if is_local(uri) else uri
 
@@ -43,6 +49,13 @@ def absolute(uri: str) -> str:
 # before the final name (both through `temp_sibling`): a writer killed in between leaves one.
 TEMP_NAME = re.compile(r"\.tmp-[0-9a-f]{8}$")
 LOCK_NAME = "_lock.json"
+# What a killed writer of a run's outputs leaves: atomic_path's hidden temporary of one of
+# our output files (".000031.png.tmp-ee40dd7f"). Nothing else is ever swept.
+_OUR_TEMP = re.compile(r"^\.[A-Za-z0-9._-]+\.(png|jpg|webp|parquet|mp4|json|jsonl)\.tmp-[0-9a-f]{8}$")
+# The folders of an output root that a run writes (beam_seg/naming.py), and how deep
+# below each its files lie: labels/<id>/000000.png is 1 folder down, videos/<id>.mp4 is 0.
+OUTPUT_FOLDERS = {"labels": 1, "overlays": 1, "coverage": 1, "_work": 1, "videos": 0,
+                  "events": 0, "errors": 0, "_done": 0}
 
 
 def temp_sibling(path: str, hidden: bool = True) -> str:
@@ -51,26 +64,38 @@ def temp_sibling(path: str, hidden: bool = True) -> str:
     return os.path.join(directory, f"{'.' if hidden else ''}{name}.tmp-{uuid.uuid4().hex[:8]}")
 
 
+def _output_folders(root: str) -> Iterator[str]:
+    """The folders of `root` a run writes files into (real folders only, never symlinks)."""
+    for top, depth in OUTPUT_FOLDERS.items():
+        base = os.path.join(root, top)
+        if not os.path.isdir(base) or os.path.islink(base):
+            continue
+        if depth == 0:
+            yield base
+            continue
+        with contextlib.suppress(OSError), os.scandir(base) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    yield entry.path
+
+
 def remove_stale_temps(root: str) -> int:
-    """Remove the temporary files and folders that killed writers left under a local output
-    root, so that a re-run ends with exactly a clean run's files. Call it only while holding
-    the root's lock: then no other run can have a write in flight (the lock's own are spared,
-    its renewal writes them). Returns how many were removed."""
+    """Remove the temporary files that killed writers left in a local output root, so that a
+    re-run ends with exactly a clean run's files. Only what a run itself makes is touched:
+    plain files named like `atomic_path`'s temporary of one of our outputs, directly inside
+    a folder the run writes (labels/<id>/, coverage/<id>/, videos/ ...); never a folder, a
+    symlink, or anything elsewhere in OUT. Call it only while holding the root's lock and
+    after the run's checks have passed. Returns how many were removed."""
     if not is_local(root) or not os.path.isdir(local_path(root)):
         return 0
     removed = 0
-    for directory, folders, names in os.walk(local_path(root)):
-        for name in [*names, *folders]:
-            if not TEMP_NAME.search(name) or name.lstrip(".").startswith(LOCK_NAME):
-                continue
-            path = os.path.join(directory, name)
-            if name in folders:
-                shutil.rmtree(path, ignore_errors=True)
-                folders.remove(name)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(path)
-            removed += 1
+    for folder in _output_folders(local_path(root)):
+        with contextlib.suppress(OSError), os.scandir(folder) as entries:
+            for entry in entries:
+                if _OUR_TEMP.match(entry.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(entry.path)
+                    removed += 1
     return removed
 
 

@@ -105,11 +105,12 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
 
 def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, resolved,
                    started: float) -> int:
-    stale = files.remove_stale_temps(cfg.layout.root)  # safe: we hold the lock
+    plan = plan_run(inputs, cfg)
+    # only now: the run's checks have passed and it holds the lock, so no writer is in flight
+    stale = files.remove_stale_temps(cfg.layout.root)
     if stale:
         log.warning("beam-seg: removed %d temporary files that an interrupted run left in %s",
                     stale, cfg.layout.root)
-    plan = plan_run(inputs, cfg)
     if cfg.overwrite:
         clear_done_markers(plan.inputs, cfg)  # before any of their work starts
     layout = runner.choose_layout(options, cfg.threads, cfg.interpreters)
