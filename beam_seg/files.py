@@ -16,6 +16,8 @@ import os
 import posixpath
 import re
 import shutil
+import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -99,6 +101,67 @@ def remove_stale_temps(root: str) -> int:
     return removed
 
 
+# --- Stopping: no write after a stop, and the run's scratch folders -----------------------
+
+_gate = threading.Condition()
+_in_flight = 0
+_stopped_by: int | None = None  # the thread that stopped writes (it alone may go on)
+_scratch: set[str] = set()
+
+
+@contextlib.contextmanager
+def write_gate() -> Iterator[None]:
+    """Every write or delete under an output root passes here: once `stop_writes` has been
+    called, a write that has not started never starts (its thread waits for the process to
+    exit), so the run's lock can be released knowing nothing more will be written."""
+    global _in_flight
+    with _gate:
+        while _stopped_by is not None and _stopped_by != threading.get_ident():
+            _gate.wait()
+        _in_flight += 1
+    try:
+        yield
+    finally:
+        with _gate:
+            _in_flight -= 1
+            _gate.notify_all()
+
+
+def stop_writes(timeout_s: float) -> bool:
+    """Let no write start from now on (but the caller's), and wait up to `timeout_s` for
+    those in flight; True when none is left. For a process about to exit."""
+    global _stopped_by
+    with _gate:
+        _stopped_by = threading.get_ident()
+        return _gate.wait_for(lambda: _in_flight == 0, timeout_s)
+
+
+class ScratchDir(tempfile.TemporaryDirectory):
+    """A temporary folder of this run (`beam_seg_seg_…` under /tmp), removed when done
+    with, or by `remove_scratch` when the run is stopped before that."""
+
+    def __init__(self, prefix: str):
+        super().__init__(prefix=prefix)
+        _scratch.add(self.name)
+
+    def cleanup(self) -> None:
+        _scratch.discard(self.name)
+        super().cleanup()
+
+
+def track_scratch(path: str) -> None:
+    """A temporary folder someone else made for this run (Beam's) and removes when done:
+    removed by `remove_scratch` too if the run is stopped first."""
+    _scratch.add(path)
+
+
+def remove_scratch() -> None:
+    """Remove every ScratchDir this process still has (a run that is being stopped)."""
+    for name in list(_scratch):
+        shutil.rmtree(name, ignore_errors=True)
+        _scratch.discard(name)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """A temporary sibling of `path` to write; it becomes `path` only if the block succeeds.
@@ -108,16 +171,17 @@ def atomic_path(path: str) -> Iterator[str]:
     `os.replace` is atomic on POSIX: readers see the old file or the new one, never a part.
     """
     path = os.path.abspath(local_path(path))
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = temp_sibling(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.isdir(tmp) and not os.path.islink(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.lexists(tmp):
-            os.remove(tmp)
+    with write_gate():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = temp_sibling(path)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            if os.path.isdir(tmp) and not os.path.islink(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif os.path.lexists(tmp):
+                os.remove(tmp)
 
 
 def _storage():
@@ -162,7 +226,7 @@ def delete(uri: str) -> None:
     if not is_local(uri):
         _storage().delete(uri)
         return
-    with contextlib.suppress(FileNotFoundError):
+    with write_gate(), contextlib.suppress(FileNotFoundError):
         os.remove(local_path(uri))
 
 

@@ -105,6 +105,10 @@ class OutputLayout:
         """A glob of every done marker; the root escaped, so it matches no other folder."""
         return storage.join(storage.literal(self.root), "_done", "*.json")
 
+    def segment_markers_glob(self) -> str:
+        """Every finished segment's marker of the videos not finished yet."""
+        return storage.join(storage.literal(self.root), "_work", "*", "segment-*.json")
+
     def errors_glob(self) -> str:
         return storage.join(storage.literal(self.root), "errors", "*.jsonl")
 

@@ -29,7 +29,15 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_seg import files as _files
-from beam_seg.files import absolute, atomic_path, is_local, join, literal, temp_sibling
+from beam_seg.files import (  # noqa: F401  (ScratchDir: part of storage's interface)
+    ScratchDir,
+    absolute,
+    atomic_path,
+    is_local,
+    join,
+    literal,
+    temp_sibling,
+)
 from beam_seg.files import local_path as _local_path
 from beam_seg.storage_limits import (  # noqa: F401  (part of storage's interface)
     StorageUnavailable,
@@ -87,14 +95,15 @@ def open_for_write(uri: str) -> Iterator:
             note_local_failure(uri, exc)
             raise
     else:
-        f = FileSystems.create(uri, mime_type="application/octet-stream",
-                               compression_type=CompressionTypes.UNCOMPRESSED)
-        try:
-            yield f
-        except BaseException:
-            _abort_upload(f, uri)
-            raise
-        f.close()  # completes the upload: only now does the object exist
+        with _files.write_gate():
+            f = FileSystems.create(uri, mime_type="application/octet-stream",
+                                   compression_type=CompressionTypes.UNCOMPRESSED)
+            try:
+                yield f
+            except BaseException:
+                _abort_upload(f, uri)
+                raise
+            f.close()  # completes the upload: only now does the object exist
 
 
 def _abort_upload(f, uri: str) -> None:
@@ -230,18 +239,21 @@ def delete(uri: str) -> None:
         _files.delete(uri)
         return
     if exists(uri):
-        _bounded(uri, FileSystems.delete, [uri])
+        with _files.write_gate():
+            _bounded(uri, FileSystems.delete, [uri])
 
 
 def delete_tree(uri: str) -> None:
     """Remove a directory of intermediate files; missing is fine."""
     if is_local(uri):
-        shutil.rmtree(_local_path(uri), ignore_errors=True)
+        with _files.write_gate():
+            shutil.rmtree(_local_path(uri), ignore_errors=True)
         return
     prefix = literal(uri.rstrip("/")) + "/"
     matched = _bounded(uri, FileSystems.match, [prefix + "**"])[0].metadata_list
     if matched:
-        _bounded(uri, FileSystems.delete, [m.path for m in matched])
+        with _files.write_gate():
+            _bounded(uri, FileSystems.delete, [m.path for m in matched])
 
 
 def list_files(pattern: str) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 
 import numpy as np
 
@@ -60,7 +59,7 @@ class SegmentEncoder:
         self.uri = cfg.layout.segment_video(unit.input_id, unit.segment.index)
         self.error: str | None = None
         self._previous = -1
-        self._tmp = tempfile.TemporaryDirectory(prefix="beam_seg_seg_")
+        self._tmp = storage.ScratchDir("beam_seg_seg_")
         info = unit.info
         self._writer = video.VideoWriter(os.path.join(self._tmp.name, "segment.mp4"), info.width,
                                          info.height, info.fps / cfg.every_nth_frame, info.sar)
