@@ -4,6 +4,9 @@ output roots with glob characters, symlinked and non-regular inputs (issue 23)."
 from __future__ import annotations
 
 import json
+import os
+import time
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -61,3 +64,60 @@ def test_an_output_root_with_glob_characters_is_a_literal_folder(tiny_model, tmp
     assert sorted(p.relative_to(victim) for p in victim.rglob("*")) == before
     marker = json.loads((victim / "_done" / f"{naming.input_id(str(stills[0]))}.json").read_text())
     assert marker["frames"] == 1
+
+
+def _inputs_line(stdout: str) -> str:
+    return next(line for line in stdout.splitlines() if line.startswith("inputs "))
+
+
+def test_a_symlinked_input_folder_never_reads_our_outputs(tiny_model, tmp_path, capsys, caplog):
+    folder = tmp_path / "in3"
+    for i in range(2):
+        _still(folder / f"s{i}.png", (60 * i, 200, 10))
+    (tmp_path / "in3link").symlink_to(folder)
+    out = folder / "out"
+    for name in ("in3", "in3link", "in3link"):
+        assert segment([tmp_path / name], out, *tiny_model) == 0
+        assert _inputs_line(capsys.readouterr().out).startswith("inputs       2:"), name
+    # an output root of another run inside the folder is skipped too, as is a link out of it
+    assert segment([folder / "s0.png"], folder / "other", *tiny_model) == 0
+    outside = _still(tmp_path / "elsewhere" / "far.png")
+    (folder / "far.png").symlink_to(outside)
+    capsys.readouterr()
+    assert segment([folder], tmp_path / "out2", *tiny_model) == 0
+    captured = capsys.readouterr()
+    assert _inputs_line(captured.out).startswith("inputs       2:")
+    assert f"not followed (a symlink out of the input folder; name it on the command line to " \
+           f"include it): {folder / 'far.png'}" in caplog.text
+    assert segment([folder / "far.png"], tmp_path / "out3", *tiny_model) == 0  # named: followed
+
+
+def _error_records(out):
+    return [json.loads(line) for path in sorted((out / "errors").glob("*.jsonl"))
+            for line in path.read_text().splitlines()]
+
+
+def test_inputs_that_are_not_regular_files_are_refused_at_planning(tiny_model, tmp_path, capsys):
+    folder = tmp_path / "in"
+    good = _still(folder / "good.png")
+    os.mkfifo(folder / "cam.jpg")  # nobody ever writes to it: reading it would block forever
+    (tmp_path / "x.jpg").mkdir()
+    (tmp_path / "passwd.jpg").symlink_to("/etc/passwd")
+    (tmp_path / "null.mp4").symlink_to("/dev/null")
+    out = tmp_path / "out"
+    started = time.monotonic()
+    code = segment([folder, tmp_path / "x.jpg", tmp_path / "passwd.jpg", tmp_path / "null.mp4"],
+                   out, *tiny_model)
+    assert code == 3 and time.monotonic() - started < 60
+    captured = capsys.readouterr()
+    records = {os.path.basename(r["source_uri"]): r for r in _error_records(out)}
+    assert sorted(records) == ["cam.jpg", "null.mp4", "passwd.jpg", "x.jpg"]
+    assert records["cam.jpg"]["step"] == "plan"
+    assert records["cam.jpg"]["reason"].endswith("not a regular file: a FIFO (named pipe)")
+    assert records["x.jpg"]["reason"].endswith("not a regular file: a directory")
+    assert records["null.mp4"]["reason"].endswith("not a regular file: a character device")
+    assert "not a readable image" in records["passwd.jpg"]["reason"]
+    secret = Path("/etc/passwd").read_text()[:8]
+    for text in (captured.out, captured.err, *(json.dumps(r) for r in records.values())):
+        assert secret not in text
+    assert (out / "_done" / f"{naming.input_id(str(good))}.json").exists()

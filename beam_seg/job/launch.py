@@ -139,6 +139,9 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, 
     log.info("beam-seg: %d inputs to process, %d already done; model %s, %d interpreter(s) "
              "x %d thread(s) per process", len(plan.inputs), len(plan.skipped), resolved.name,
              layout.interpreters, layout.threads)
+    for uri in plan.outside:
+        log.warning("beam-seg: not followed (a symlink out of the input folder; name it on the "
+                    "command line to include it): %s", uri)
     if cfg.verbose:
         for uri in plan.ignored:
             log.info("ignored (not an image or video): %s", uri)
