@@ -27,6 +27,7 @@ from beam_seg.job.exits import (
 )
 from beam_seg.job.inputs import Plan, check_output_writable, plan_run
 from beam_seg.job.lock import OutputLock
+from beam_seg.job.model_check import check_label_set
 from beam_seg.job.progress import ProgressWatcher
 from beam_seg.job.summary import failed_inputs, print_failures, print_summary, summarize
 from beam_seg.models import ModelNotFoundError, load_label_set, resolve
@@ -117,7 +118,7 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
     runner.check_runner(options)
     runner.tune_direct_runner(options, pipeline_args)
     resolved = resolve(cfg.model, cfg.labels)
-    load_label_set(resolved.labels)
+    check_label_set(cfg.model, resolved, load_label_set(resolved.labels))
     check_output_writable(cfg.output)
     with OutputLock(cfg.layout.root) as lock, stop.stop_writes_on_signal(  # one writer per root
             lambda: lock.release(join_s=0.5),
