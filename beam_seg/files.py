@@ -162,6 +162,13 @@ def remove_scratch() -> None:
         _scratch.discard(name)
 
 
+def remove_empty_work_folder(root: str) -> None:
+    """`_work/` holds the segments of unfinished videos; once none is left, it goes."""
+    if is_local(root):
+        with write_gate(), contextlib.suppress(OSError):  # not empty, or not there: it stays
+            os.rmdir(os.path.join(local_path(root), "_work"))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
     """A temporary sibling of `path` to write; it becomes `path` only if the block succeeds.

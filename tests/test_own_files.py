@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from beam_seg import naming
@@ -121,3 +122,66 @@ def test_inputs_that_are_not_regular_files_are_refused_at_planning(tiny_model, t
     for text in (captured.out, captured.err, *(json.dumps(r) for r in records.values())):
         assert secret not in text
     assert (out / "_done" / f"{naming.input_id(str(good))}.json").exists()
+
+
+def test_exif_orientation_is_applied_as_photo_viewers_do(tmp_path):
+    from beam_seg.media.images import decode_image
+
+    rgb = np.zeros((24, 40, 3), np.uint8)
+    rgb[:, :20] = (250, 0, 0)  # the left half red, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to view"
+    Image.fromarray(rgb).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright = decode_image((tmp_path / "phone.jpg").read_bytes())
+    assert upright.shape == (40, 24, 3)
+    assert upright[:20, :, 0].mean() > 200 and upright[20:, :, 0].mean() < 50  # red on top
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and holds no pixels: enough for a header check."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+def test_max_image_pixels_is_the_limit_even_above_pillows_own():
+    from beam_seg.media.images import ImageTooLargeError, decode_image
+
+    big = _png_header(15_000, 15_000)  # 225 MP: above Pillow's 179 MP bomb limit
+    with pytest.raises(ImageTooLargeError, match="over the limit of 200000000"):
+        decode_image(big, max_pixels=200_000_000)
+    with pytest.raises(Exception) as raised:  # allowed: then it fails only for having no pixels
+        decode_image(big, max_pixels=250_000_000)
+    assert not isinstance(raised.value, ImageTooLargeError)
+    with pytest.raises(ImageTooLargeError, match="over the limit of 1000"):  # bombs still bounded
+        decode_image(_png_header(100_000, 100_000), max_pixels=1000)
+
+
+def test_a_done_input_whose_outputs_are_gone_is_redone_and_no_empty_work_folder_stays(
+        tiny_model, tmp_path, capsys, caplog):
+    from conftest import make_index_video
+
+    stills = [_still(tmp_path / "in" / f"s{i}.png", (90 * i, 200, 10)) for i in range(2)]
+    clip = make_index_video(tmp_path / "in" / "clip.mp4", 6)
+    out = tmp_path / "out"
+    assert segment([*stills, clip], out, *tiny_model, "--segment-frames", "3") == 0
+    assert not (out / "_work").exists()  # issue 22: the empty _work/ folder is gone
+    gone = naming.input_id(str(stills[0]))
+    for folder in ("labels", "overlays", "coverage"):
+        for path in (out / folder / gone).iterdir():
+            path.unlink()
+    (out / "videos" / f"{naming.input_id(str(clip))}.mp4").unlink()
+    capsys.readouterr()
+    assert segment([*stills, clip], out, *tiny_model, "--segment-frames", "3") == 0
+    assert f"{stills[0]} was done, but its outputs are gone (coverage/{gone}/segment-00000.parquet); " \
+           "redone" in caplog.text
+    assert f"{clip} was done, but its outputs are gone (videos/" in caplog.text
+    summary = _inputs_line(capsys.readouterr().out)
+    assert summary.startswith("inputs       3: 2 succeeded, 0 failed, 1 skipped")
+    assert (out / "coverage" / gone / "segment-00000.parquet").is_file()
+    assert (out / "videos" / f"{naming.input_id(str(clip))}.mp4").is_file()

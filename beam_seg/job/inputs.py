@@ -32,7 +32,7 @@ class Plan:
     ignored: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # finished, but from an older source: redone
     outside: list[str] = field(default_factory=list)  # symlinks not followed out of a scanned folder
-    missing: list[str] = field(default_factory=list)  # done, but its outputs are gone: redone
+    missing: dict[str, str] = field(default_factory=dict)  # done, but outputs gone (which): redone
 
 
 def _has_glob(pattern: str) -> bool:
@@ -150,7 +150,8 @@ def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
     if cfg.overwrite:
         return Plan(inputs, [], discovered.ignored, outside=discovered.outside)
     done = {os.path.basename(p)[: -len(".json")]: p for p in storage.list_files(cfg.layout.done_glob())}
-    todo, skipped, stale, changed = [], [], [], []
+    present = _outputs_present(cfg) if done else set()
+    todo, skipped, stale, changed, missing = [], [], [], [], {}
     for uri in inputs:
         marker_uri = done.get(naming.input_id(uri))
         marker = read_done_marker(marker_uri) if marker_uri else None
@@ -160,7 +161,12 @@ def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
             todo.append(uri)
             changed.append(uri)
         elif marker.get("fingerprint") == cfg.fingerprint:
-            skipped.append(uri)
+            gone = _outputs_gone(uri, cfg, present)
+            if gone:
+                todo.append(uri)
+                missing[uri] = gone
+            else:
+                skipped.append(uri)
         else:
             stale.append((uri, describe_differences(marker.get("options"), cfg.output_options())))
     if stale:
@@ -168,7 +174,24 @@ def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
         raise UsageError(f"{cfg.layout.root} holds {naming.input_id(uri)}{more} made with other "
                          f"options ({why}); add --overwrite to redo them, or choose another --output")
-    return Plan(todo, skipped, discovered.ignored, changed, discovered.outside)
+    return Plan(todo, skipped, discovered.ignored, changed, discovered.outside, missing)
+
+
+def _outputs_present(cfg: RunConfig) -> set[str]:
+    """Every input's first coverage file and every video, in two listings (cheap on any store)."""
+    root = storage.literal(cfg.layout.root)
+    return {*storage.list_files(storage.join(root, "coverage", "*", "segment-00000.parquet")),
+            *storage.list_files(storage.join(root, "videos", "*.mp4"))}
+
+
+def _outputs_gone(uri: str, cfg: RunConfig, present: set[str]) -> str | None:
+    """What a done input lacks of its outputs (deleted since by hand), or None."""
+    iid = naming.input_id(uri)
+    needed = [cfg.layout.coverage(iid, 0)]
+    if naming.kind_of(uri) == "video":
+        needed.append(cfg.layout.video(iid))
+    gone = [cfg.layout.relative(u) for u in needed if u not in present]
+    return ", ".join(gone) or None
 
 
 def check_output_writable(output: str) -> None:

@@ -134,8 +134,10 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, 
     if stale:
         log.warning("beam-seg: removed %d temporary files that an interrupted run left in %s",
                     stale, cfg.layout.root)
-    if cfg.overwrite:
-        clear_done_markers(plan.inputs, cfg)  # before any of their work starts
+    for uri, gone in plan.missing.items():
+        log.warning("beam-seg: %s was done, but its outputs are gone (%s); redone", uri, gone)
+    if cfg.overwrite or plan.missing:  # the inputs about to be redone are no longer done
+        clear_done_markers(plan.inputs if cfg.overwrite else list(plan.missing), cfg)
     layout = runner.choose_layout(options, cfg.threads, cfg.interpreters)
     log.info("beam-seg: %d inputs to process, %d already done; model %s, %d interpreter(s) "
              "x %d thread(s) per process", len(plan.inputs), len(plan.skipped), resolved.name,
@@ -151,6 +153,7 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, 
         batch_size=cfg.batch_size, large_model=cfg.large_model, model_copies=cfg.model_copies,
         interpreters=layout.interpreters, temporal=cfg.temporal_frames())
     result = _run_pipeline(plan, cfg, handler, options) if plan.inputs else None
+    files.remove_empty_work_folder(cfg.layout.root)
     summary = summarize(result, plan, cfg, time.monotonic() - started)
     print_failures(failed_inputs(plan, cfg))
     print_summary(summary, cfg, resolved.name)
