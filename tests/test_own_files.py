@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from beam_seg import naming
+from beam_seg.job.inputs import expand_inputs
 
 from pipeline_helpers import segment
 
@@ -56,12 +57,12 @@ def test_an_output_root_with_glob_characters_is_a_literal_folder(tiny_model, tmp
     victim = tmp_path / "out_victim_y"
     assert segment(stills, victim, *tiny_model) == 0
     before = sorted(p.relative_to(victim) for p in victim.rglob("*"))
-    for name in ("out*y", "out[2]", "out?y"):
+    for name in ("out*y", "out[2]"):
         out = tmp_path / name
         assert segment(stills, out, *tiny_model) == 0, name
         assert len(list((out / "_done").iterdir())) == 2, name  # not "already done"
         assert not (out / ".beam_seg_write_check").exists()
-        assert segment(stills, out, *tiny_model, "--overwrite") == 0, name
+    assert segment(stills[:1], tmp_path / "out*x", *tiny_model, "--overwrite") == 0
     assert sorted(p.relative_to(victim) for p in victim.rglob("*")) == before
     marker = json.loads((victim / "_done" / f"{naming.input_id(str(stills[0]))}.json").read_text())
     assert marker["frames"] == 1
@@ -81,7 +82,8 @@ def test_a_symlinked_input_folder_never_reads_our_outputs(tiny_model, tmp_path, 
         assert segment([tmp_path / name], out, *tiny_model) == 0
         assert _inputs_line(capsys.readouterr().out).startswith("inputs       2:"), name
     # an output root of another run inside the folder is skipped too, as is a link out of it
-    assert segment([folder / "s0.png"], folder / "other", *tiny_model) == 0
+    (folder / "other" / "_done").mkdir(parents=True)
+    _still(folder / "other" / "overlays" / "x-0badcafe" / "000000.jpg")
     outside = _still(tmp_path / "elsewhere" / "far.png")
     (folder / "far.png").symlink_to(outside)
     capsys.readouterr()
@@ -90,7 +92,7 @@ def test_a_symlinked_input_folder_never_reads_our_outputs(tiny_model, tmp_path, 
     assert _inputs_line(captured.out).startswith("inputs       2:")
     assert f"not followed (a symlink out of the input folder; name it on the command line to " \
            f"include it): {folder / 'far.png'}" in caplog.text
-    assert segment([folder / "far.png"], tmp_path / "out3", *tiny_model) == 0  # named: followed
+    assert expand_inputs([str(folder / "far.png")]).inputs == [str(folder / "far.png")]  # named
 
 
 def _error_records(out):
