@@ -5,7 +5,8 @@ While a run holds its output root, a signal stops it at once, in this order:
 1. no write under OUT starts any more, and the ones in flight are waited for (each is a
    whole-file atomic write: a few milliseconds);
 2. the ffmpeg children are killed (they run in process groups of their own, so a signal
-   to beam-seg's group never reaches them directly) and the run's /tmp folders removed;
+   to beam-seg's group never reaches them directly), and so are the DirectRunner's worker
+   processes if any (multi_processing mode), and the run's /tmp folders are removed;
 3. the lock is released (only now: nothing can be written after it), one line says what
    is kept and how to resume, and the process exits 130 (SIGINT) or 143 (SIGTERM).
 
@@ -50,6 +51,23 @@ def signal_name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
+def kill_child_processes() -> None:
+    """SIGKILL this process's own children (the DirectRunner's worker processes in
+    multi_processing mode write outputs too, past our write gate); Linux /proc only."""
+    me = os.getpid()
+    with contextlib.suppress(OSError):
+        pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == me:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+
+
 _on_stop: Callable[[int], None] | None = None
 
 
@@ -92,6 +110,7 @@ def stop_writes_on_signal(release: Callable[[], None], message: Callable[[int], 
             signal.signal(sig, signal.SIG_IGN)
         drained = files.stop_writes(DRAIN_S)
         ffmpeg.kill_children()
+        kill_child_processes()
         files.remove_scratch()
         if drained:  # else a write may still land: the lock stays, for the next run to take over
             with contextlib.suppress(Exception):
