@@ -16,6 +16,7 @@ import os
 import posixpath
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import uuid
@@ -195,6 +196,38 @@ def _storage():
     from beam_seg import storage  # Beam: only for remote URIs
 
     return storage
+
+
+_FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def not_a_regular_file(uri: str) -> str | None:
+    """What a local input is when it is not a regular file ('a FIFO (named pipe)' …), else
+    None: reading a FIFO or a device would block or never end, so such inputs are refused
+    when the run is planned. Remote objects are always files."""
+    if not is_local(uri):
+        return None
+    mode = os.stat(local_path(uri)).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _FILE_TYPES if test(mode)), "not a regular file")
+
+
+def open_regular(uri: str):
+    """A local input opened for reading, refused if it is not a regular file by the time it
+    is opened (replaced by a FIFO since the plan), never waited on: it is opened without
+    blocking, then checked. Remote objects are always files."""
+    if not is_local(uri):
+        return _storage().open_for_read(uri)
+    fd = os.open(local_path(uri), os.O_RDONLY | os.O_NONBLOCK)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError(f"not a regular file: {next((w for t, w in _FILE_TYPES if t(mode)), '?')}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def read_bytes(uri: str) -> bytes:

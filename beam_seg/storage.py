@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import stat
 import tempfile
 import time
 import uuid
@@ -30,15 +29,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from beam_seg import files as _files
-from beam_seg.files import (  # noqa: F401  (ScratchDir: part of storage's interface)
-    ScratchDir,
-    absolute,
-    atomic_path,
-    is_local,
-    join,
-    literal,
-    temp_sibling,
-)
+from beam_seg.files import absolute, atomic_path, is_local, join, literal, temp_sibling
 from beam_seg.files import local_path as _local_path
 from beam_seg.storage_limits import (  # noqa: F401  (part of storage's interface)
     StorageUnavailable,
@@ -69,38 +60,6 @@ def read_bytes(uri: str) -> bytes:
         with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             return f.read()
     return _bounded(uri, read)
-
-
-_FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISSOCK, "a socket"))
-
-
-def not_a_regular_file(uri: str) -> str | None:
-    """What a local input is when it is not a regular file ('a FIFO (named pipe)' …), else
-    None: reading a FIFO or a device would block or never end, so such inputs are refused
-    when the run is planned. Remote objects are always files."""
-    if not is_local(uri):
-        return None
-    mode = os.stat(_local_path(uri)).st_mode
-    if stat.S_ISREG(mode):
-        return None
-    return next((what for test, what in _FILE_TYPES if test(mode)), "not a regular file")
-
-
-def open_regular(uri: str):
-    """`open_for_read`, but a local path that is not a regular file by the time it is
-    opened (replaced by a FIFO since the plan) is refused, never waited on: it is opened
-    without blocking, then checked."""
-    if not is_local(uri):
-        return open_for_read(uri)
-    fd = os.open(_local_path(uri), os.O_RDONLY | os.O_NONBLOCK)
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise ValueError(f"not a regular file: {next((w for t, w in _FILE_TYPES if t(mode)), '?')}")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
 
 
 def open_for_read(uri: str):
@@ -266,8 +225,7 @@ def _evict_inputs(cache: str, keep: str) -> None:
 
 
 def delete(uri: str) -> None:
-    """Remove one file if it exists (locally by its exact name: Beam's local delete globs,
-    so `out[2]/x` would miss)."""
+    """Remove one file if it exists (locally by its exact name: Beam's local delete globs)."""
     if is_local(uri):
         _files.delete(uri)
         return
