@@ -266,7 +266,7 @@ def delete(uri: str) -> None:
     if not is_local(uri):
         _storage().delete(uri)
         return
-    with write_gate(), contextlib.suppress(FileNotFoundError):
+    with write_gate(), contextlib.suppress(FileNotFoundError, NotADirectoryError):
         os.remove(local_path(uri))
 
 
