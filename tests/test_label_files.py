@@ -17,12 +17,13 @@ def _segment(capsys, *args) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model", ["pascal-mnv2-quant", "tiny"])
+@pytest.mark.parametrize("model", ["pascal-mnv2-quant",
+                                   pytest.param("tiny", marks=pytest.mark.real_model)])
 def test_a_label_file_with_fewer_names_than_the_model_has_classes_is_refused(
-        model, tiny_model, tmp_path, capsys):
+        model, request, tmp_path, capsys):
     labels = tmp_path / "three.txt"
     labels.write_text("background\naeroplane\nbicycle\n")
-    model_arg = tiny_model[1] if model == "tiny" else model
+    model_arg = request.getfixturevalue("tiny_model")[1] if model == "tiny" else model
     out = tmp_path / "out"
     code, err = _segment(capsys, tmp_path / "a.png", "--output", out, "--model", model_arg,
                          "--labels", labels)

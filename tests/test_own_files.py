@@ -17,6 +17,9 @@ from beam_seg.job.inputs import expand_inputs
 
 from pipeline_helpers import segment
 
+# end-to-end runs with the tiny TFLite model: the second tier, like test_robustness.py
+SECOND_TIER = pytest.mark.real_model
+
 
 def _still(path, color=(200, 30, 40), size=(24, 40)):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,6 +39,7 @@ def _user_files(out):
     return made
 
 
+@SECOND_TIER
 def test_user_files_of_the_temp_shape_survive_a_refused_run_and_a_normal_run(tiny_model, tmp_path):
     folder = tmp_path / "d"
     _still(folder / "photos" / "still.jpg")
@@ -52,6 +56,7 @@ def test_user_files_of_the_temp_shape_survive_a_refused_run_and_a_normal_run(tin
     assert not leftover.exists()
 
 
+@SECOND_TIER
 def test_an_output_root_with_glob_characters_is_a_literal_folder(tiny_model, tmp_path):
     stills = [_still(tmp_path / "in" / f"s{i}.png", (40 * i, 200, 10)) for i in range(2)]
     victim = tmp_path / "out_victim_y"
@@ -72,6 +77,7 @@ def _inputs_line(stdout: str) -> str:
     return next(line for line in stdout.splitlines() if line.startswith("inputs "))
 
 
+@SECOND_TIER
 def test_a_symlinked_input_folder_never_reads_our_outputs(tiny_model, tmp_path, capsys, caplog):
     folder = tmp_path / "in3"
     for i in range(2):
@@ -100,6 +106,7 @@ def _error_records(out):
             for line in path.read_text().splitlines()]
 
 
+@SECOND_TIER
 def test_inputs_that_are_not_regular_files_are_refused_at_planning(tiny_model, tmp_path, capsys):
     folder = tmp_path / "in"
     good = _still(folder / "good.png")
@@ -164,6 +171,7 @@ def test_max_image_pixels_is_the_limit_even_above_pillows_own():
         decode_image(_png_header(100_000, 100_000), max_pixels=1000)
 
 
+@SECOND_TIER
 def test_a_done_input_whose_outputs_are_gone_is_redone_and_no_empty_work_folder_stays(
         tiny_model, tmp_path, capsys, caplog):
     from conftest import make_index_video
