@@ -75,9 +75,12 @@ class OutputLayout:
         return self._under("coverage", iid, f"segment-{segment:05d}.parquet")
 
     def coverage_files(self, iid: str) -> str:
-        return self._under("coverage", iid, "*.parquet")
+        """A glob of the input's coverage files (the root escaped: it is a literal path)."""
+        self._under("coverage", iid)
+        return storage.join(storage.literal(self.root), "coverage", iid, "*.parquet")
 
     def coverage_glob(self) -> str:
+        """For display only (not escaped); matching goes through `coverage_files`."""
         return storage.join(self.root, "coverage", "*", "*.parquet")
 
     def events(self, iid: str) -> str:
@@ -99,7 +102,15 @@ class OutputLayout:
         return self._under("_done", iid + ".json")
 
     def done_glob(self) -> str:
-        return storage.join(self.root, "_done", "*.json")
+        """A glob of every done marker; the root escaped, so it matches no other folder."""
+        return storage.join(storage.literal(self.root), "_done", "*.json")
+
+    def segment_markers_glob(self) -> str:
+        """Every finished segment's marker of the videos not finished yet."""
+        return storage.join(storage.literal(self.root), "_work", "*", "segment-*.json")
+
+    def errors_glob(self) -> str:
+        return storage.join(storage.literal(self.root), "errors", "*.jsonl")
 
     def relative(self, uri: str) -> str:
         """The path of an output relative to the root, as stored in the coverage table."""

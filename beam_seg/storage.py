@@ -28,7 +28,8 @@ from typing import TypeVar
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from beam_seg.files import absolute, atomic_path, is_local, join, temp_sibling
+from beam_seg import files as _files
+from beam_seg.files import absolute, atomic_path, is_local, join, literal, temp_sibling
 from beam_seg.files import local_path as _local_path
 from beam_seg.storage_limits import (  # noqa: F401  (part of storage's interface)
     StorageUnavailable,
@@ -40,7 +41,7 @@ from beam_seg.storage_limits import (  # noqa: F401  (part of storage's interfac
     set_deadline,
 )
 
-__all__ = ["absolute", "is_local", "join"]  # re-exported: callers use storage for every path
+__all__ = ["absolute", "is_local", "join", "literal"]  # re-exported: callers use storage for every path
 
 _CHUNK = 8 * 1024 * 1024
 T = TypeVar("T")
@@ -86,14 +87,15 @@ def open_for_write(uri: str) -> Iterator:
             note_local_failure(uri, exc)
             raise
     else:
-        f = FileSystems.create(uri, mime_type="application/octet-stream",
-                               compression_type=CompressionTypes.UNCOMPRESSED)
-        try:
-            yield f
-        except BaseException:
-            _abort_upload(f, uri)
-            raise
-        f.close()  # completes the upload: only now does the object exist
+        with _files.write_gate():
+            f = FileSystems.create(uri, mime_type="application/octet-stream",
+                                   compression_type=CompressionTypes.UNCOMPRESSED)
+            try:
+                yield f
+            except BaseException:
+                _abort_upload(f, uri)
+                raise
+            f.close()  # completes the upload: only now does the object exist
 
 
 def _abort_upload(f, uri: str) -> None:
@@ -182,7 +184,7 @@ def local_copy(uri: str) -> str:
     """
     if is_local(uri):
         return _local_path(uri)
-    matched = _bounded(uri, FileSystems.match, [uri])[0].metadata_list
+    matched = _bounded(uri, FileSystems.match, [literal(uri)])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"no such file: {uri}")
     meta = matched[0]
@@ -223,20 +225,26 @@ def _evict_inputs(cache: str, keep: str) -> None:
 
 
 def delete(uri: str) -> None:
-    """Remove one file if it exists."""
+    """Remove one file if it exists (locally by its exact name: Beam's local delete globs)."""
+    if is_local(uri):
+        _files.delete(uri)
+        return
     if exists(uri):
-        _bounded(uri, FileSystems.delete, [uri])
+        with _files.write_gate():
+            _bounded(uri, FileSystems.delete, [uri])
 
 
 def delete_tree(uri: str) -> None:
     """Remove a directory of intermediate files; missing is fine."""
     if is_local(uri):
-        shutil.rmtree(_local_path(uri), ignore_errors=True)
+        with _files.write_gate():
+            shutil.rmtree(_local_path(uri), ignore_errors=True)
         return
-    prefix = uri.rstrip("/") + "/"
+    prefix = literal(uri.rstrip("/")) + "/"
     matched = _bounded(uri, FileSystems.match, [prefix + "**"])[0].metadata_list
     if matched:
-        _bounded(uri, FileSystems.delete, [m.path for m in matched])
+        with _files.write_gate():
+            _bounded(uri, FileSystems.delete, [m.path for m in matched])
 
 
 def list_files(pattern: str) -> list[str]:
@@ -259,7 +267,7 @@ def source_identity(uri: str) -> dict:
         if blob is None:
             raise FileNotFoundError(f"no such object: {uri}")
         return {"generation": int(blob.generation), "crc32c": blob.crc32c}
-    matched = _bounded(uri, FileSystems.match, [uri])[0].metadata_list
+    matched = _bounded(uri, FileSystems.match, [literal(uri)])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"no such file: {uri}")
     return {"size": matched[0].size_in_bytes, "updated": matched[0].last_updated_in_seconds}

@@ -70,15 +70,24 @@ def test_local_analytics_do_not_import_beam():
 def test_temporary_files_that_a_killed_writer_left_are_removed_and_nothing_else(tmp_path):
     out = tmp_path / "out"
     kept = [out / "labels" / "clip" / "000031.png", out / "coverage" / "clip" / "segment-00000.parquet",
-            out / "notes.tmp-later.txt", out / "_lock.json", out / "._lock.json.tmp-0123abcd"]
-    stale = [out / "labels" / "clip" / ".000031.png.tmp-ee40dd7f", out / "_done" / "c.json.tmp-89abcdef"]
+            out / "notes.tmp-later.txt", out / "_lock.json", out / "._lock.json.tmp-0123abcd",
+            # user files of the temp shape: at the root, in a folder of theirs, too deep
+            out / ".thesis.json.tmp-0badcafe", out / "photos" / ".a.png.tmp-0badcafe",
+            out / "labels" / "clip" / "mine" / ".a.png.tmp-0badcafe",
+            out / "labels" / "clip" / "notes.txt.tmp-0badcafe"]
+    stale = [out / "labels" / "clip" / ".000031.png.tmp-ee40dd7f",
+             out / "_done" / ".c.json.tmp-89abcdef", out / "videos" / ".c.mp4.tmp-89abcdef"]
     for path in kept + stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")
-    folder = out / "videos" / ".clip.mp4.tmp-00aa11bb"  # atomic_path can stand for a folder too
-    (folder / "inner").mkdir(parents=True)
+    folders = [out / "videos" / ".clip.mp4.tmp-00aa11bb", out / "notes.tmp-0badcafe"]
+    for folder in folders:  # never a directory, whatever its name
+        (folder / "thesis.txt").parent.mkdir(parents=True)
+        (folder / "thesis.txt").write_text("precious")
+    link = out / "coverage" / "clip" / ".x.parquet.tmp-0badcafe"
+    link.symlink_to(out / "photos" / ".a.png.tmp-0badcafe")
     assert files.remove_stale_temps(str(out)) == 3
-    assert all(p.exists() for p in kept)
-    assert not any(p.exists() for p in stale) and not folder.exists()
+    assert all(p.exists() for p in kept) and link.is_symlink()
+    assert all((f / "thesis.txt").read_text() == "precious" for f in folders)
+    assert not any(p.exists() for p in stale)
     assert files.remove_stale_temps(str(out)) == 0
-

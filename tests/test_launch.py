@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -79,6 +80,9 @@ def _finished_earlier(tmp_path, **options) -> tuple[str, RunConfig]:
     still = str(_still(tmp_path / "a.png"))
     cfg = RunConfig(output=str(tmp_path / "o"), **options)
     markers.write_done_marker(naming.input_id(still), {"frames": 1, "errors": 0}, cfg)
+    coverage = cfg.layout.coverage(naming.input_id(still), 0)  # its outputs are there
+    os.makedirs(os.path.dirname(coverage))
+    open(coverage, "wb").close()
     return still, cfg
 
 

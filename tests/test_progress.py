@@ -44,7 +44,7 @@ def test_ctrl_c_is_one_line_exit_130_and_a_rerun_resumes(tmp_path):
     stderr = [line for _, line in run.lines]
     assert code == 130
     assert not any("Traceback" in line for line in stderr), stderr
-    assert any(line.startswith("beam-seg: interrupted.") and "resume" in line for line in stderr)
+    assert any(line.startswith("beam-seg: interrupted by SIGINT: ") and "resume" in line for line in stderr)
     rerun = TimedRun(str(SMALL_CLIP), "--output", str(out), "--quality", "fast", "--segment-frames", "10")
     code, _, _ = rerun.wait(timeout=600)
     assert code == 0, rerun.lines

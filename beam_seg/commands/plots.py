@@ -34,6 +34,8 @@ def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # class names and file names are plain text: `$\frac{a$` is a name, not mathtext to parse
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from beam_seg import naming, storage
 from beam_seg.config import RunConfig
+from beam_seg.files import local_path
 from beam_seg.job.exits import CannotWrite, UsageError
 from beam_seg.pipeline.markers import source_changed
 
@@ -19,6 +20,7 @@ class Discovered:
 
     inputs: list[str]
     ignored: list[str] = field(default_factory=list)  # unsupported extension in a folder scan
+    outside: list[str] = field(default_factory=list)  # symlinks in a folder scan leading out of it
 
 
 @dataclass
@@ -29,26 +31,50 @@ class Plan:
     skipped: list[str] = field(default_factory=list)  # finished by an earlier run, same options
     ignored: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)  # finished, but from an older source: redone
+    outside: list[str] = field(default_factory=list)  # symlinks not followed out of a scanned folder
+    missing: dict[str, str] = field(default_factory=dict)  # done, but outputs gone (which): redone
 
 
 def _has_glob(pattern: str) -> bool:
     return any(ch in pattern for ch in "*?[")
 
 
-def _walk_media(folder: str, found: set[str], ignored: set[str]) -> None:
-    """Media files under a local folder; symlinked folders are followed once each (a link
-    back up the tree cannot loop)."""
+OUTPUT_ROOT_MARKS = ("_lock.json", "_done")  # what only a beam-seg output root holds
+
+
+def is_output_root(folder: str) -> bool:
+    """A folder beam-seg writes into: never scanned for inputs (its overlays are not media
+    to segment), whatever name it is reached by."""
+    return any(os.path.exists(os.path.join(folder, mark)) for mark in OUTPUT_ROOT_MARKS)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _walk_media(folder: str, found: set[str], ignored: set[str], outside: set[str]) -> None:
+    """Media files under a local folder. Symlinked folders inside it are followed once each
+    (a link back up the tree cannot loop); a symlink that leads out of the folder is not
+    followed (name it on the command line to include it), nor is any output root."""
     seen: set[tuple[int, int]] = set()
+    top = os.path.realpath(folder)
     for root, dirs, files in os.walk(folder, followlinks=True):
         stat = os.stat(root)
-        if (stat.st_dev, stat.st_ino) in seen:
+        if (stat.st_dev, stat.st_ino) in seen or is_output_root(root):
             dirs[:] = []
             continue
         seen.add((stat.st_dev, stat.st_ino))
+        for name in list(dirs):
+            if not _inside(os.path.realpath(os.path.join(root, name)), top):
+                outside.add(os.path.abspath(os.path.join(root, name)))
+                dirs.remove(name)
         dirs.sort()
         for name in files:
             path = os.path.abspath(os.path.join(root, name))
-            (found if naming.kind_of(name) != "unsupported" else ignored).add(path)
+            if not _inside(os.path.realpath(path), top):
+                outside.add(path)
+            else:
+                (found if naming.kind_of(name) != "unsupported" else ignored).add(path)
 
 
 def expand_inputs(patterns: list[str]) -> Discovered:
@@ -60,6 +86,7 @@ def expand_inputs(patterns: list[str]) -> Discovered:
     """
     found: set[str] = set()
     ignored: set[str] = set()
+    outside: set[str] = set()
     for pattern in patterns:
         if pattern.startswith("file://"):
             pattern = pattern[len("file://"):]
@@ -69,7 +96,10 @@ def expand_inputs(patterns: list[str]) -> Discovered:
                 raise UsageError(f"no files match {pattern!r}")
             found.update(storage.absolute(m) for m in matches)
         elif storage.is_local(pattern) and os.path.isdir(pattern):
-            _walk_media(pattern, found, ignored)
+            if naming.kind_of(pattern) != "unsupported":  # `x.jpg/` named: refused, not dropped
+                found.add(storage.absolute(pattern).rstrip("/"))
+            else:
+                _walk_media(pattern, found, ignored, outside)
         elif storage.exists(pattern):
             found.add(storage.absolute(pattern))
         else:
@@ -82,7 +112,7 @@ def expand_inputs(patterns: list[str]) -> Discovered:
     if not found:
         raise UsageError(f"no images or videos found in {', '.join(patterns)} (searched for "
                          f"{' '.join(sorted(naming.IMAGE_EXTENSIONS | naming.VIDEO_EXTENSIONS))})")
-    return Discovered(sorted(found), sorted(ignored))
+    return Discovered(sorted(found), sorted(ignored), sorted(outside))
 
 
 def read_done_marker(uri: str) -> dict | None:
@@ -101,19 +131,27 @@ def describe_differences(before: dict | None, now: dict) -> str:
     return ", ".join(diffs) or "beam-seg version"
 
 
+def _in_output_root(uri: str, root: str) -> bool:
+    """Never our own outputs, by whatever path (a symlinked folder) they were reached."""
+    if not storage.is_local(uri):
+        return uri.startswith(root.rstrip("/") + "/")
+    real_root = os.path.realpath(local_path(root)) if storage.is_local(root) else None
+    return real_root is not None and _inside(os.path.realpath(local_path(uri)), real_root)
+
+
 def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
     """Inputs to do now. Inputs an earlier run finished with the same options are skipped;
     finished with other options, the run refuses (exit 2) unless --overwrite redoes them,
     so no output is ever silently stale."""
     discovered = expand_inputs(patterns)
-    root = cfg.layout.root.rstrip("/") + "/"
-    inputs = [u for u in discovered.inputs if not u.startswith(root)]  # never our own outputs
+    inputs = [u for u in discovered.inputs if not _in_output_root(u, cfg.layout.root)]
     if not inputs:
         raise UsageError(f"every input is inside the output root {cfg.layout.root}")
     if cfg.overwrite:
-        return Plan(inputs, [], discovered.ignored)
+        return Plan(inputs, [], discovered.ignored, outside=discovered.outside)
     done = {os.path.basename(p)[: -len(".json")]: p for p in storage.list_files(cfg.layout.done_glob())}
-    todo, skipped, stale, changed = [], [], [], []
+    present = _outputs_present(cfg) if done else set()
+    todo, skipped, stale, changed, missing = [], [], [], [], {}
     for uri in inputs:
         marker_uri = done.get(naming.input_id(uri))
         marker = read_done_marker(marker_uri) if marker_uri else None
@@ -123,7 +161,12 @@ def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
             todo.append(uri)
             changed.append(uri)
         elif marker.get("fingerprint") == cfg.fingerprint:
-            skipped.append(uri)
+            gone = _outputs_gone(uri, cfg, present)
+            if gone:
+                todo.append(uri)
+                missing[uri] = gone
+            else:
+                skipped.append(uri)
         else:
             stale.append((uri, describe_differences(marker.get("options"), cfg.output_options())))
     if stale:
@@ -131,7 +174,24 @@ def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
         more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
         raise UsageError(f"{cfg.layout.root} holds {naming.input_id(uri)}{more} made with other "
                          f"options ({why}); add --overwrite to redo them, or choose another --output")
-    return Plan(todo, skipped, discovered.ignored, changed)
+    return Plan(todo, skipped, discovered.ignored, changed, discovered.outside, missing)
+
+
+def _outputs_present(cfg: RunConfig) -> set[str]:
+    """Every input's first coverage file and every video, in two listings (cheap on any store)."""
+    root = storage.literal(cfg.layout.root)
+    return {*storage.list_files(storage.join(root, "coverage", "*", "segment-00000.parquet")),
+            *storage.list_files(storage.join(root, "videos", "*.mp4"))}
+
+
+def _outputs_gone(uri: str, cfg: RunConfig, present: set[str]) -> str | None:
+    """What a done input lacks of its outputs (deleted since by hand), or None."""
+    iid = naming.input_id(uri)
+    needed = [cfg.layout.coverage(iid, 0)]
+    if naming.kind_of(uri) == "video":
+        needed.append(cfg.layout.video(iid))
+    gone = [cfg.layout.relative(u) for u in needed if u not in present]
+    return ", ".join(gone) or None
 
 
 def check_output_writable(output: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shlex
 import sys
 import time
 
@@ -14,7 +15,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from beam_seg import __version__, files, storage
 from beam_seg.config import RunConfig, add_options, option_names
-from beam_seg.job import runner
+from beam_seg.job import runner, stop
 from beam_seg.job.exits import (
     EXIT_CANNOT_WRITE,
     EXIT_INTERRUPTED,
@@ -26,6 +27,7 @@ from beam_seg.job.exits import (
 )
 from beam_seg.job.inputs import Plan, check_output_writable, plan_run
 from beam_seg.job.lock import OutputLock
+from beam_seg.job.model_check import check_label_set
 from beam_seg.job.progress import ProgressWatcher
 from beam_seg.job.summary import failed_inputs, print_failures, print_summary, summarize
 from beam_seg.models import ModelNotFoundError, load_label_set, resolve
@@ -53,6 +55,12 @@ def build_parser(prog: str = "beam-seg segment") -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None, save_main_session: bool = True,
         prog: str = "beam-seg segment") -> int:
     """Parse arguments, launch the pipeline, print the summary; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with stop.signals_handled():
+        return _run(argv, save_main_session, prog)
+
+
+def _run(argv: list[str], save_main_session: bool, prog: str) -> int:
     parser = build_parser(prog)
     known, pipeline_args = parser.parse_known_args(argv)
     try:
@@ -60,9 +68,14 @@ def run(argv: list[str] | None = None, save_main_session: bool = True,
     except ValueError as exc:  # options that clash (e.g. --event-exit above --event-enter)
         parser.error(str(exc))
     runner.configure_logging(cfg.verbose)
+    command = f"{prog} {shlex.join(argv)}"
     try:
         runner.check_pipeline_args(pipeline_args, option_names())
-        return _launch(cfg, known.inputs, pipeline_args, save_main_session)
+        return _launch(cfg, known.inputs, pipeline_args, save_main_session, command)
+    except stop.Interrupted as exc:  # before the run held its lock: nothing written yet
+        print(f"\nbeam-seg: interrupted by {exc}; nothing was written; to start, run: {command}",
+              file=sys.stderr)
+        return exc.exit_code
     except (UsageError, ModelNotFoundError) as exc:
         print(f"beam-seg: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -73,22 +86,30 @@ def run(argv: list[str] | None = None, save_main_session: bool = True,
         print(f"beam-seg: error: {reason}" if isinstance(exc, CannotWrite) else
               f"beam-seg: error: cannot write to {cfg.layout.root}: {reason}", file=sys.stderr)
         return EXIT_CANNOT_WRITE
-    except KeyboardInterrupt:
-        print(f"\nbeam-seg: interrupted. {_finished_inputs(cfg)} finished inputs and every "
-              f"finished video segment are kept in {cfg.layout.root}; run the same command "
-              "again to resume.", file=sys.stderr)
+    except KeyboardInterrupt:  # signals not ours to handle (run() outside the main thread)
+        print("\n" + interrupted_line(cfg, "SIGINT", command), file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-def _finished_inputs(cfg: RunConfig) -> int:
+def _count(pattern: str) -> int:
     try:
-        return len(storage.list_files(cfg.layout.done_glob()))
+        return len(storage.list_files(pattern))
     except Exception:  # the count is a courtesy; the message must still come out
         return 0
 
 
+def interrupted_line(cfg: RunConfig, signal_name: str, command: str) -> str:
+    """The one line an interrupted run ends with: what is kept, and how to resume."""
+    inputs = _count(cfg.layout.done_glob())
+    segments = _count(cfg.layout.segment_markers_glob())
+    return (f"beam-seg: interrupted by {signal_name}: {inputs} finished input"
+            f"{'' if inputs == 1 else 's'} and {segments} finished video segment"
+            f"{'' if segments == 1 else 's'} of unfinished videos are kept in {cfg.layout.root}; "
+            f"to resume, run the same command again: {command}")
+
+
 def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
-            save_main_session: bool) -> int:
+            save_main_session: bool, command: str) -> int:
     started = time.monotonic()
     storage.set_deadline(cfg.storage_deadline)
     storage.reset_outage()
@@ -97,25 +118,33 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
     runner.check_runner(options)
     runner.tune_direct_runner(options, pipeline_args)
     resolved = resolve(cfg.model, cfg.labels)
-    load_label_set(resolved.labels)
+    check_label_set(cfg.model, resolved, load_label_set(resolved.labels))
     check_output_writable(cfg.output)
-    with OutputLock(cfg.layout.root):  # one writer per output root
+    with OutputLock(cfg.layout.root) as lock, stop.stop_writes_on_signal(  # one writer per root
+            lambda: lock.release(join_s=0.5),
+            lambda signum: interrupted_line(cfg, stop.signal_name(signum), command)):
         return _launch_locked(cfg, inputs, options, resolved, started)
 
 
 def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, resolved,
                    started: float) -> int:
-    stale = files.remove_stale_temps(cfg.layout.root)  # safe: we hold the lock
+    plan = plan_run(inputs, cfg)
+    # only now: the run's checks have passed and it holds the lock, so no writer is in flight
+    stale = files.remove_stale_temps(cfg.layout.root)
     if stale:
         log.warning("beam-seg: removed %d temporary files that an interrupted run left in %s",
                     stale, cfg.layout.root)
-    plan = plan_run(inputs, cfg)
-    if cfg.overwrite:
-        clear_done_markers(plan.inputs, cfg)  # before any of their work starts
+    for uri, gone in plan.missing.items():
+        log.warning("beam-seg: %s was done, but its outputs are gone (%s); redone", uri, gone)
+    if cfg.overwrite or plan.missing:  # the inputs about to be redone are no longer done
+        clear_done_markers(plan.inputs if cfg.overwrite else list(plan.missing), cfg)
     layout = runner.choose_layout(options, cfg.threads, cfg.interpreters)
     log.info("beam-seg: %d inputs to process, %d already done; model %s, %d interpreter(s) "
              "x %d thread(s) per process", len(plan.inputs), len(plan.skipped), resolved.name,
              layout.interpreters, layout.threads)
+    for uri in plan.outside:
+        log.warning("beam-seg: not followed (a symlink out of the input folder; name it on the "
+                    "command line to include it): %s", uri)
     if cfg.verbose:
         for uri in plan.ignored:
             log.info("ignored (not an image or video): %s", uri)
@@ -124,6 +153,7 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, 
         batch_size=cfg.batch_size, large_model=cfg.large_model, model_copies=cfg.model_copies,
         interpreters=layout.interpreters, temporal=cfg.temporal_frames())
     result = _run_pipeline(plan, cfg, handler, options) if plan.inputs else None
+    files.remove_empty_work_folder(cfg.layout.root)
     summary = summarize(result, plan, cfg, time.monotonic() - started)
     print_failures(failed_inputs(plan, cfg))
     print_summary(summary, cfg, resolved.name)
@@ -159,6 +189,8 @@ def _run_pipeline(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
 def _run_and_wait(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
                   options: PipelineOptions):
     pipeline = beam.Pipeline(options=options)
+    if getattr(pipeline, "local_tempdir", None):
+        files.track_scratch(pipeline.local_tempdir)  # Beam removes it, unless the run is stopped
     _ = (pipeline
          | "Inputs" >> beam.Create(plan.inputs)
          | "SegmentInputs" >> SegmentInputs(cfg, handler))

@@ -149,11 +149,11 @@ class OutputLock:
             except Exception as exc:  # a missed renewal only shortens the lease
                 log.warning("beam-seg: could not renew the lock on %s: %s", self.root, exc)
 
-    def release(self) -> None:
+    def release(self, join_s: float = 5.0) -> None:
         """Remove the lock if it is still ours (best effort: a stale lock is taken over anyway)."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=join_s)
         try:
             current = storage.read_versioned(self.uri)
             if self._ours(current):

@@ -6,13 +6,12 @@ file, CI). It polls the counter files the workers keep (`beam_seg.pipeline.progr
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from typing import TextIO
 
+from beam_seg import files
 from beam_seg.pipeline.progress import read_totals
 
 POLL_S = 0.5
@@ -47,7 +46,8 @@ class ProgressWatcher:
 
     def __init__(self, stream: TextIO | None = None,
                  line_every_s: tuple[float, float] = LINE_EVERY_S):
-        self.dir = tempfile.mkdtemp(prefix="beam_seg_progress_")
+        self._scratch = files.ScratchDir("beam_seg_progress_")
+        self.dir = self._scratch.name
         self._stream = stream or sys.stderr
         self._line_every_s = line_every_s
         self._stop = threading.Event()
@@ -65,7 +65,7 @@ class ProgressWatcher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._scratch.cleanup()
 
     def _run(self) -> None:
         first: tuple[float, int] | None = None  # when frames first showed up, and how many

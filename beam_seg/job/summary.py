@@ -50,7 +50,7 @@ def failed_inputs(plan: Plan, cfg: RunConfig) -> list[tuple[str, str]]:
     layout = cfg.layout
     ids = {naming.input_id(uri): uri for uri in plan.inputs}
     failures = []
-    for uri in sorted(storage.list_files(storage.join(layout.root, "errors", "*.jsonl"))):
+    for uri in sorted(storage.list_files(layout.errors_glob())):
         iid = uri.rsplit("/", 1)[-1][: -len(".jsonl")]
         if iid not in ids:
             continue

@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
 
+from beam_seg import files
 from beam_seg.media import ffmpeg
 from beam_seg.media.ffmpeg import VideoError
 from beam_seg.media.pixels import rgb_to_i420
@@ -68,8 +68,8 @@ class VideoWriter:
         self.frames = 0
 
     def __enter__(self) -> VideoWriter:
-        self._proc = subprocess.Popen(self._args, stdin=subprocess.PIPE,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._proc = ffmpeg.popen(self._args, stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         ffmpeg.background(self._proc)
         self._watchdog = ffmpeg.Watchdog(self._proc, self.stall_timeout_s, "encoder")
         coded = (self.width + self.width % 2) * (self.height + self.height % 2)
@@ -86,10 +86,10 @@ class VideoWriter:
             with self._watchdog:
                 self._proc.stdin.write(planes.data)
         except BrokenPipeError:
-            self._proc.wait()
+            code = self._proc.wait()
             self._watchdog.check()
-            raise VideoError("ffmpeg encode failed: " + ffmpeg.last_error(
-                self._proc.stderr.read().decode("utf-8", "replace"))) from None
+            raise VideoError("ffmpeg encode failed: " + ffmpeg.exit_reason(
+                code, self._proc.stderr.read().decode("utf-8", "replace"))) from None
         self.frames += 1
 
     def abort(self) -> None:
@@ -112,7 +112,7 @@ class VideoWriter:
         if exc_type is None:
             self._watchdog.check()
         if exc_type is None and code != 0:
-            raise VideoError(f"ffmpeg encode failed: {ffmpeg.last_error(stderr)}")
+            raise VideoError(f"ffmpeg encode failed: {ffmpeg.exit_reason(code, stderr)}")
 
 
 def _timescale(fps: Fraction) -> int:
@@ -128,7 +128,7 @@ def concat_segments(segment_paths: list[str], output_path: str,
     """Join H.264 segment files by stream copy (no re-encode), adding the source's audio."""
     if not segment_paths:
         raise ValueError("no segments to join")
-    with tempfile.TemporaryDirectory(prefix="beam_seg_concat_") as tmp:
+    with files.ScratchDir("beam_seg_concat_") as tmp:
         list_path = os.path.join(tmp, "segments.txt")
         with open(list_path, "w", encoding="utf-8") as f:
             for path in segment_paths:
@@ -144,4 +144,5 @@ def concat_segments(segment_paths: list[str], output_path: str,
         args += ["-c:v", "copy", "-movflags", "+faststart", "-f", "mp4", output_path]
         proc = ffmpeg.run(args, timeout=ffmpeg.PROBE_TIMEOUT_S, stall_s=ffmpeg.STALL_TIMEOUT_S)
         if proc.returncode != 0:
-            raise VideoError("concat failed: " + ffmpeg.last_error(proc.stderr.decode("utf-8", "replace")))
+            raise VideoError("concat failed: " + ffmpeg.exit_reason(
+                proc.returncode, proc.stderr.decode("utf-8", "replace")))

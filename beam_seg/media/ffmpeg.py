@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import threading
 import time
+import weakref
 
 import imageio_ffmpeg
 
@@ -26,6 +28,39 @@ def ffmpeg_exe() -> str:
 
 PROBE_TIMEOUT_S = 1800  # a stream copy of hours of video takes seconds; a hang becomes an error
 STALL_TIMEOUT_S = 120.0  # a streaming ffmpeg that moves no frame for this long is killed
+
+
+_children: weakref.WeakSet[subprocess.Popen] = weakref.WeakSet()
+
+
+def popen(args: list[str], **kwargs) -> subprocess.Popen:
+    """Start an ffmpeg child in a session (and process group) of its own, so a signal sent
+    to beam-seg's group (Ctrl-C in a terminal, a scheduler) reaches only beam-seg, which
+    stops its children itself (`kill_children`): a child never dies of a signal behind the
+    run's back and turns an interrupt into a failed input."""
+    proc = subprocess.Popen(args, start_new_session=True, **kwargs)
+    _children.add(proc)
+    return proc
+
+
+def kill_children() -> None:
+    """Kill every ffmpeg child still running (a run that is being stopped)."""
+    for proc in list(_children):
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def exit_reason(code: int, stderr: str) -> str:
+    """Why an ffmpeg child failed: its last line, or the signal that killed it (which only
+    happens when something outside beam-seg killed it)."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"ffmpeg was killed by {name} (not by beam-seg)"
+    return last_error(stderr)
 
 
 def input_args(path: str) -> list[str]:
@@ -45,15 +80,18 @@ def run(args: list[str], timeout: float | None = None,
     """
     command = [ffmpeg_exe(), "-hide_banner", "-nostdin"]
     if stall_s is None:
-        try:
-            return subprocess.run([*command, *args], capture_output=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired:
-            raise VideoError(f"ffmpeg did not finish within {timeout:.0f} s") from None
+        with popen([*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise VideoError(f"ffmpeg did not finish within {timeout:.0f} s") from None
+            return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     reports, report_end = os.pipe()
     command += ["-progress", f"pipe:{report_end}", "-stats_period", "0.5", *args]
     try:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                pass_fds=(report_end,))
+        proc = popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(report_end,))
     finally:
         os.close(report_end)
     last_report = [time.monotonic()]

@@ -5,6 +5,9 @@ make a poor video source, and its first frame is what a viewer sees as its pictu
 
 Pillow's own decompression-bomb guard only warns below 2x its limit; we check the
 declared size before decoding so a 100k x 100k PNG costs a header read, not 30 GB.
+Pillow's limit is raised to ours when ours is higher, so `--max-image-pixels` really is the
+limit. EXIF orientation is applied, as photo viewers do: a phone photo tagged "rotate 90"
+is segmented upright, and its outputs are upright too.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import warnings
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 DEFAULT_MAX_PIXELS = 80_000_000  # e.g. a 12k x 6.6k panorama; larger is refused
 
@@ -45,23 +48,21 @@ def to_rgb_uint8(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def _head(stream: BinaryIO) -> bytes:
-    stream.seek(0)
-    return stream.read(8)
-
-
 def decode_image(data: bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes (or a seekable stream, read only as far as needed) to RGB
-    uint8, refusing images above `max_pixels` from their header."""
+    uint8, refusing images above `max_pixels` from their header, and turned upright as its
+    EXIF orientation says (as photo viewers show a phone's photo)."""
+    if max_pixels > (Image.MAX_IMAGE_PIXELS or max_pixels):  # ours is the limit, not Pillow's
+        Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
-    except Image.DecompressionBombError as exc:
-        raise ImageTooLargeError(str(exc)) from None
-    except Image.UnidentifiedImageError:
-        head = data[:8] if isinstance(data, bytes) else _head(data)
-        raise ValueError(f"not a readable image (starting {head!r})") from None
+    except Image.DecompressionBombError as exc:  # far over: Pillow refused it from the header
+        raise ImageTooLargeError(f"image is over the limit of {max_pixels} pixels (raise it with "
+                                 f"--max-image-pixels): {exc}") from None
+    except Image.UnidentifiedImageError:  # never quote its bytes: they may be anyone's secret
+        raise ValueError("not a readable image (not a format Pillow reads)") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageTooLargeError(
@@ -70,4 +71,4 @@ def decode_image(data: bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -
         )
     image.seek(0)  # the first frame of an animated GIF, WebP or multi-page TIFF
     image.load()
-    return to_rgb_uint8(image)
+    return to_rgb_uint8(ImageOps.exif_transpose(image))

@@ -40,6 +40,7 @@ from beam_seg.media.ffmpeg import (  # noqa: F401  (ffmpeg_exe, VideoError, FFMP
     ffmpeg_exe,
     input_args,
     last_error,
+    popen,
     read_exactly,
     run,
     widen_pipe,
@@ -266,8 +267,8 @@ def decode_frames(path: str, info: VideoInfo, segment: Segment,
         args += ["-ss", f"{segment.preroll_s:.6f}"]
     args += ["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     frame_bytes = info.width * info.height * 3
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, bufsize=0)
+    proc = popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                 stderr=subprocess.DEVNULL, bufsize=0)
     background(proc)
     widen_pipe(proc.stdout, frame_bytes)
     watchdog = Watchdog(proc, stall_timeout_s, "decoder")

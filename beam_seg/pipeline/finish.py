@@ -4,12 +4,12 @@ only when all is well, its done marker."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 
-from beam_seg import naming, storage
+from beam_seg import files, naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.media import video
 from beam_seg.pipeline import markers
@@ -153,7 +153,7 @@ def check_source(state: InputState) -> list[ErrorRecord]:
 
 
 def _concat(parts: list[UnitWritten], video_uri: str, unit: WorkUnit) -> int:
-    with tempfile.TemporaryDirectory(prefix="beam_seg_join_") as tmp:
+    with files.ScratchDir("beam_seg_join_") as tmp:
         locals_ = []
         for part in parts:
             local = os.path.join(tmp, f"{part.unit.segment.index:05d}.mp4")
@@ -222,6 +222,29 @@ def finish_input(state: InputState, cfg: RunConfig) -> dict:
         except Exception as again:
             summary["unrecorded"] = f"{type(again).__name__}: {again}"
         return summary
+
+
+def finish_still(written: UnitWritten, cfg: RunConfig) -> UnitWritten:
+    """A still whose outputs are all written is finished at once, in the write step, and
+    marked done: a run of thousands of stills that is interrupted keeps every one it
+    finished (the grouping step after it only runs once the whole stage has). A still that
+    fails a check here is finished again, with everything known, by the finish step."""
+    if written.unit.kind != "image" or written.frames != 1:
+        return written
+    summary = finish_input(InputState(written.unit.input_id, [], [written]), cfg)
+    if summary["errors"] or summary.get("unrecorded"):
+        return written
+    return dataclasses.replace(written, finished=summary)
+
+
+def finished_early(state: InputState) -> dict | None:
+    """The summary of a still `finish_still` already finished, when nothing else went wrong
+    for it since (no error record, no decode error): there is nothing left to do."""
+    if state.kind != "image" or state.errors or len(state.written) != 1:
+        return None
+    if any(status.error for status in state.statuses):
+        return None
+    return state.written[0].finished
 
 
 def _summary(state: InputState, cfg: RunConfig, video_uri: str | None,

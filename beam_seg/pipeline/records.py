@@ -90,6 +90,7 @@ class UnitWritten:
     frames: int
     segment_video: str | None = None
     resumed: bool = False
+    finished: dict | None = None  # a still finished (and marked done) as soon as it was written
 
 
 @dataclass(frozen=True)

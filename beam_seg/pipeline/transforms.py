@@ -171,7 +171,7 @@ class WriteFrame(_LabelSetDoFn):
             written, errors = self._writers.pop(unit.key).finish()
             for error in errors:
                 yield beam.pvalue.TaggedOutput("errors", error)
-            yield written
+            yield finish.finish_still(written, self.cfg) if not errors else written
 
     def finish_bundle(self):
         """Units whose last frame never came (truncated video, failed frames) end here."""
@@ -217,7 +217,7 @@ class FinishInput(beam.DoFn):
         input_id, grouped = element
         state = finish.InputState(input_id, list(grouped["status"]), list(grouped["written"]),
                                   list(grouped["errors"]))
-        summary = finish.finish_input(state, self.cfg)
+        summary = finish.finished_early(state) or finish.finish_input(state, self.cfg)
         (self.inputs_failed if summary["errors"] else self.inputs_done).inc()
         if summary.get("unrecorded"):
             self.inputs_unrecorded.inc()  # not even its error records could be written
