@@ -47,8 +47,8 @@ def _encode(path: Path, frames: list[np.ndarray], *extra: str) -> Path:
 
 def _truncated(directory: Path) -> Path:
     """A video cut in half with its index at the front (as cameras write it): the probe
-    promises 12 frames, the decoder gives only the first few. Noise frames, so that the
-    frames, not the index, make up most of the file."""
+    counts more frames than the decoder then gives. Noise frames, so that the frames, not
+    the index, make up most of the file."""
     noise = np.random.default_rng(0).integers(0, 256, (12, 96, 160, 3), dtype=np.uint8)
     full = _encode(directory / "full.mp4", list(noise), "-movflags", "+faststart")
     data = full.read_bytes()
@@ -168,11 +168,12 @@ def test_finish_marks_done_only_complete_inputs_and_records_the_others_errors(mi
     assert os.path.isdir(cfg.layout.segment_video_dir(_iid(inputs["poisoned"])))
 
 
-@pytest.mark.parametrize("name, fragment", [("notes", "unsupported file type"), ("garbage", "")])
+@pytest.mark.parametrize("name, fragment", [("notes", "unsupported file type"),
+                                                ("garbage", "not a readable media file")])
 def test_an_input_that_cannot_be_planned_is_a_plan_error(mixed, name, fragment):
     inputs, cfg = mixed
     (record,) = _errors(cfg, inputs[name])
-    assert record["step"] == "plan" and fragment in record["reason"] and record["reason"], record
+    assert record["step"] == "plan" and fragment in record["reason"], record
     assert record["source_uri"] == str(inputs[name])
     assert _labelled_frames(cfg, inputs[name]) == []
 
@@ -204,7 +205,9 @@ def test_a_frame_the_model_fails_on_is_an_inference_error_and_the_others_are_wri
 def test_a_write_that_fails_is_a_write_error(mixed):
     inputs, cfg = mixed
     records = _errors(cfg, inputs["unwritable"])
-    assert any(r["step"] == "write" and "Error" in r["reason"] and r["details"] for r in records), records
+    # the failed write's own record: the exception, naming the path it could not write
+    blocked = os.path.join("labels", _iid(inputs["unwritable"]))
+    assert any(r["step"] == "write" and blocked in r["reason"] and r["details"] for r in records), records
     assert not list(Path(cfg.output, "coverage").glob(_iid(inputs["unwritable"]) + "/*"))
 
 
