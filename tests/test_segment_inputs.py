@@ -18,6 +18,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import BeamAssertException, assert_that, equal_to
 from fakes import FailingHandler, FakeHandler, FakeScoresHandler
@@ -118,6 +119,11 @@ def _video_indices(cfg: RunConfig, source: Path, rows: int | None = None) -> lis
     return [read_index(frame[-rows:] if rows else frame) for frame in frames]
 
 
+def _counter(result, name: str) -> int:
+    """A counter of a finished run, as the run summary reads it."""
+    return sum(c.committed for c in result.metrics().query(MetricsFilter().with_name(name))["counters"])
+
+
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     """One run over inputs that each fail at a different step, beside two that must finish."""
@@ -214,7 +220,8 @@ def test_a_write_that_fails_is_a_write_error(mixed):
 def test_a_rerun_resumes_finished_segments_without_decoding_them_again(mixed, tmp_path):
     """The mixed run finished segments 0 and 2 of poisoned.mp4, not segment 1 (frame 5
     failed). A re-run with a model that no longer fails redoes only segment 1: the label
-    maps of the others, deleted here, stay deleted, yet the input is complete."""
+    maps of the others, deleted here, stay deleted, yet the input is complete, and the
+    run's figures (what its summary prints) count 2 segments kept and 4 frames decoded."""
     inputs, first = mixed
     cfg = RunConfig(output=str(tmp_path / "out"), quality="fast", segment_frames=SEGMENT)
     shutil.copytree(first.output, cfg.output)
@@ -225,6 +232,7 @@ def test_a_rerun_resumes_finished_segments_without_decoding_them_again(mixed, tm
     with TestPipeline() as p:
         summaries = p | beam.Create([str(source)]) | SegmentInputs(cfg, _handler(FakeHandler, cfg))
         assert_that(summaries | beam.Map(lambda s: (s["frames"], s["errors"])), equal_to([(FRAMES, 0)]))
+    assert (_counter(p.result, "segments_resumed"), _counter(p.result, "frames_decoded")) == (2, SEGMENT)
     assert _labelled_frames(cfg, source) == list(range(SEGMENT, 2 * SEGMENT))
     assert _done(cfg, source)["frames"] == FRAMES
     assert _errors(cfg, source) == []  # the earlier run's errors are gone with their cause
