@@ -36,3 +36,41 @@ class FakeHandler(DeepLabModelHandler):
 
     def load_model(self) -> Model:
         return FakeModel()
+
+
+def is_poisoned(rgb: np.ndarray) -> bool:
+    """A frame a test marks to make the model fail: clearly blue (its blue well above its red)."""
+    return float(rgb[..., 2].mean()) - float(rgb[..., 0].mean()) > 100
+
+
+class FailingModel(FakeModel):
+    """The fake model, except that it raises on a poisoned frame (a model failing on one input)."""
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        if any(is_poisoned(frame) for frame in batch):
+            raise ValueError("the model cannot read this frame")
+        return super().predict(batch)
+
+
+class FailingHandler(DeepLabModelHandler):
+    def load_model(self) -> Model:
+        return FailingModel()
+
+
+class FakeScoresModel(Model):
+    """Logits instead of ids (so temporal fusion has scores to merge): one-hot at the fake
+    rule's class red // 16, on a 17x17 grid over a 65x65 input."""
+
+    input_spec = InputSpec(65, 65, "uint8")
+    outputs_logits = True
+    name = "fake-scores"
+    num_classes = 19
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        points = batch[:, ::4, ::4]
+        return np.eye(self.num_classes, dtype=np.float32)[fake_class_ids(points)] * 4
+
+
+class FakeScoresHandler(DeepLabModelHandler):
+    def load_model(self) -> Model:
+        return FakeScoresModel()
