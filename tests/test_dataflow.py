@@ -122,7 +122,7 @@ def test_the_documented_launch_command_builds_a_dataflow_job(gcs, monkeypatch):
     assert storage.read_bytes(staging + "/pipeline.pb") == proto.SerializeToString()
     with tarfile.open(fileobj=io.BytesIO(storage.read_bytes(staging + "/workflow.tar.gz"))) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    assert {"setup.py", "beam_seg/models/registry.py", "beam_seg/storage.py",
+    assert {"setup.py", "beam_seg/models/registry.py", "beam_seg/storage/operations.py",
             "pipelines/segment.py"} <= names
 
     assert storage.list_files(_option(args, "--output") + "/**") == []  # nothing ran

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from beam_seg import files
+from beam_seg import storage
 
 from conftest import ROOT
 
@@ -18,12 +18,12 @@ def _leftovers(directory) -> list[str]:
 
 def test_atomic_path_replaces_the_file_only_when_the_block_succeeds(tmp_path):
     target = tmp_path / "sub" / "table.parquet"
-    with files.atomic_path(str(target)) as tmp:
+    with storage.atomic_path(str(target)) as tmp:
         with open(tmp, "wb") as f:
             f.write(b"first")
         assert not target.exists()  # nothing at the final name while it is written
     assert target.read_bytes() == b"first"
-    with pytest.raises(RuntimeError), files.atomic_path(str(target)) as tmp:
+    with pytest.raises(RuntimeError), storage.atomic_path(str(target)) as tmp:
         with open(tmp, "wb") as f:
             f.write(b"half")
         raise RuntimeError("killed midway")
@@ -33,11 +33,11 @@ def test_atomic_path_replaces_the_file_only_when_the_block_succeeds(tmp_path):
 
 def test_atomic_path_builds_directories_too(tmp_path):
     target = tmp_path / "model"
-    with files.atomic_path(str(target)) as tmp:
+    with storage.atomic_path(str(target)) as tmp:
         (tmp_path / tmp).mkdir()
         (tmp_path / tmp / "saved_model.pb").write_bytes(b"graph")
     assert (target / "saved_model.pb").read_bytes() == b"graph"
-    with pytest.raises(OSError), files.atomic_path(str(tmp_path / "other")) as tmp:
+    with pytest.raises(OSError), storage.atomic_path(str(tmp_path / "other")) as tmp:
         (tmp_path / tmp).mkdir()
         (tmp_path / tmp / "part").write_bytes(b"x")
         raise OSError("download failed")
@@ -46,21 +46,21 @@ def test_atomic_path_builds_directories_too(tmp_path):
 
 def test_local_reads_writes_and_listing(tmp_path):
     uri = "file://" + str(tmp_path / "a" / "x.bin")
-    files.write_bytes(uri, b"data")
-    assert files.read_bytes(str(tmp_path / "a" / "x.bin")) == b"data"
-    assert files.exists(uri) and files.is_dir(str(tmp_path / "a"))
-    files.download_file(uri, str(tmp_path / "copy.bin"))
+    storage.write_bytes(uri, b"data")
+    assert storage.read_bytes(str(tmp_path / "a" / "x.bin")) == b"data"
+    assert storage.exists(uri) and storage.is_dir(str(tmp_path / "a"))
+    storage.download_file(uri, str(tmp_path / "copy.bin"))
     assert (tmp_path / "copy.bin").read_bytes() == b"data"
-    assert files.list_files(str(tmp_path / "a" / "*.bin")) == [str(tmp_path / "a" / "x.bin")]
-    files.delete(uri)
-    files.delete(uri)  # missing is fine
-    assert not files.exists(uri)
+    assert storage.list_files(str(tmp_path / "a" / "*.bin")) == [str(tmp_path / "a" / "x.bin")]
+    storage.delete(uri)
+    storage.delete(uri)  # missing is fine
+    assert not storage.exists(uri)
 
 
 def test_local_analytics_do_not_import_beam():
     """`report`, `eval` and `events` on a local output never load Apache Beam (seconds)."""
     code = ("import sys; import beam_seg.commands.report, beam_seg.commands.evaluate, "
-            "beam_seg.commands.events_command, beam_seg.files; "
+            "beam_seg.commands.events_command, beam_seg.storage; "
             "print('apache_beam' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=ROOT, check=True)
@@ -86,8 +86,8 @@ def test_temporary_files_that_a_killed_writer_left_are_removed_and_nothing_else(
         (folder / "thesis.txt").write_text("precious")
     link = out / "coverage" / "clip" / ".x.parquet.tmp-0badcafe"
     link.symlink_to(out / "photos" / ".a.png.tmp-0badcafe")
-    assert files.remove_stale_temps(str(out)) == 3
+    assert storage.remove_stale_temps(str(out)) == 3
     assert all(p.exists() for p in kept) and link.is_symlink()
     assert all((f / "thesis.txt").read_text() == "precious" for f in folders)
     assert not any(p.exists() for p in stale)
-    assert files.remove_stale_temps(str(out)) == 0
+    assert storage.remove_stale_temps(str(out)) == 0

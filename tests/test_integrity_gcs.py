@@ -15,7 +15,7 @@ import pytest
 from beam_seg import storage
 from beam_seg.job.exits import UsageError
 from beam_seg.job.lock import OutputLock
-from beam_seg.storage_limits import DEFAULT_DEADLINE_S
+from beam_seg.storage.limits import DEFAULT_DEADLINE_S
 
 import gcs_emulator
 from conftest import ROOT, make_index_video

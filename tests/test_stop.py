@@ -9,31 +9,32 @@ import subprocess
 import threading
 import time
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.media import ffmpeg
+from beam_seg.storage import gate
 
 
 def test_no_write_starts_after_a_stop_but_the_stopping_thread_can_still_write(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "_stopped_by", None)
-    assert files.stop_writes(1.0)
+    monkeypatch.setattr(gate, "_stopped_by", None)
+    assert storage.stop_writes(1.0)
     try:
         late = tmp_path / "late.json"
-        writer = threading.Thread(target=files.write_bytes, args=(str(late), b"x"), daemon=True)
+        writer = threading.Thread(target=storage.write_bytes, args=(str(late), b"x"), daemon=True)
         writer.start()
         writer.join(0.5)
         assert writer.is_alive() and not late.exists()  # waits for the process to exit
-        files.write_bytes(str(tmp_path / "own.json"), b"x")  # the stopping thread: lock release
+        storage.write_bytes(str(tmp_path / "own.json"), b"x")  # the stopping thread: lock release
         assert (tmp_path / "own.json").read_bytes() == b"x"
     finally:
-        monkeypatch.setattr(files, "_stopped_by", threading.get_ident())  # the writer stays blocked
+        monkeypatch.setattr(gate, "_stopped_by", threading.get_ident())  # the writer stays blocked
 
 
 def test_a_stop_waits_for_the_write_in_flight(tmp_path, monkeypatch):
-    monkeypatch.setattr(files, "_stopped_by", None)
+    monkeypatch.setattr(gate, "_stopped_by", None)
     entered, release = threading.Event(), threading.Event()
 
     def slow_write():
-        with files.atomic_path(str(tmp_path / "slow.png")) as tmp:
+        with storage.atomic_path(str(tmp_path / "slow.png")) as tmp:
             open(tmp, "wb").close()
             entered.set()
             release.wait(5)
@@ -41,21 +42,21 @@ def test_a_stop_waits_for_the_write_in_flight(tmp_path, monkeypatch):
     writer = threading.Thread(target=slow_write, daemon=True)
     writer.start()
     entered.wait(5)
-    assert not files.stop_writes(0.2)  # still in flight
+    assert not storage.stop_writes(0.2)  # still in flight
     release.set()
-    assert files.stop_writes(5.0) and (tmp_path / "slow.png").exists()
-    monkeypatch.setattr(files, "_stopped_by", None)
+    assert storage.stop_writes(5.0) and (tmp_path / "slow.png").exists()
+    monkeypatch.setattr(gate, "_stopped_by", None)
 
 
 def test_scratch_folders_are_removed_by_a_stop(monkeypatch):
-    monkeypatch.setattr(files, "_scratch", set())
-    scratch = files.ScratchDir("beam_seg_test_")
+    monkeypatch.setattr(gate, "_scratch", set())
+    scratch = storage.ScratchDir("beam_seg_test_")
     assert os.path.isdir(scratch.name)
-    files.remove_scratch()
-    assert not os.path.exists(scratch.name) and not files._scratch
-    done = files.ScratchDir("beam_seg_test_")
+    storage.remove_scratch()
+    assert not os.path.exists(scratch.name) and not gate._scratch
+    done = storage.ScratchDir("beam_seg_test_")
     done.cleanup()
-    assert not files._scratch
+    assert not gate._scratch
 
 
 def test_ffmpeg_children_have_their_own_process_group_and_are_killed_on_a_stop():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from beam_seg.commands import timeline
-from beam_seg.commands.report import link_base
+from beam_seg.storage import link_base
 
 
 @pytest.mark.parametrize("out, page, expected", [

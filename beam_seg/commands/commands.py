@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import duckdb
 
-from beam_seg import files
+from beam_seg import storage
 
 
 class UsageError(Exception):
@@ -42,5 +42,5 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str],
 
 def check_output_root(out: str) -> None:
     """A local output root must exist (a remote one is judged by what it holds)."""
-    if not files.is_dir(out):
+    if not storage.is_dir(out):
         raise UsageError(f"output directory {out!r} does not exist")

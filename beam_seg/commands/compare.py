@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.commands import domain, timeline
 from beam_seg.commands.queries import duration_s, thumbnail_jpeg, top_classes
-from beam_seg.commands.report import link_base
 from beam_seg.commands.table import Coverage, class_color, fraction_columns, open_coverage
 from beam_seg.commands.terminal import format_duration, percent, text_table
 from beam_seg.labels import LabelSet
@@ -110,13 +109,13 @@ def _side(cov: Coverage, row: dict, base: str | None) -> RunSide:
     jpeg = None
     if row["overlay"]:
         try:
-            jpeg = thumbnail_jpeg(files.read_bytes(files.join(cov.out, row["overlay"])),
+            jpeg = thumbnail_jpeg(storage.read_bytes(storage.join(cov.out, row["overlay"])),
                                   COMPARE_THUMBNAIL_WIDTH)
         except (OSError, ValueError):  # missing or unreadable overlay: the page goes on
             jpeg = None
     video = None
-    if row["kind"] == "video" and base is not None and files.exists(
-            files.join(cov.out, "videos", f"{row['input_id']}.mp4")):
+    if row["kind"] == "video" and base is not None and storage.exists(
+            storage.join(cov.out, "videos", f"{row['input_id']}.mp4")):
         video = timeline.url_join(base, f"videos/{row['input_id']}.mp4")
     return RunSide(row["model"], label_set, row["frames"], row["confidence"], means,
                    row["overlay"] or "", jpeg, video)
@@ -139,7 +138,7 @@ def compare_runs(out_a: str, out_b: str, html_path: str) -> Comparison:
         shown = common[:MAX_COMPARED]
         runs, rows = [], []
         for cov, kinds in ((cov_a, kinds_a), (cov_b, kinds_b)):
-            base = link_base(cov.out, html_path)
+            base = storage.link_base(cov.out, html_path)
             per_input = _per_input(cov, shown)
             rows.append((per_input, base))
             models = [r["model"] for r in cov.query("SELECT DISTINCT model FROM coverage ORDER BY 1")]
@@ -181,14 +180,3 @@ def terminal_comparison(comparison: Comparison) -> str:
         parts.append(f"... and {comparison.common - len(comparison.inputs)} more inputs in both "
                      f"runs (the first {len(comparison.inputs)} shown)")
     return "\n\n".join(parts)
-
-
-def build_comparison(out_a: str, out_b: str, html_path: str | None = None) -> tuple[str, str]:
-    """Write the two-run page (default OUT_A/report/compare.html); return the terminal text
-    and the page's path."""
-    from beam_seg.commands.compare_page import compare_html
-
-    html_path = html_path or files.join(out_a, "report", "compare.html")
-    comparison = compare_runs(out_a, out_b, html_path)
-    files.write_bytes(html_path, compare_html(comparison).encode("utf-8"))
-    return terminal_comparison(comparison), html_path

@@ -11,7 +11,8 @@ from __future__ import annotations
 import html
 from datetime import datetime, timezone
 
-from beam_seg.commands import timeline
+from beam_seg import storage
+from beam_seg.commands import compare, timeline
 from beam_seg.commands.compare import Compared, Comparison, RunInfo, RunSide, confidence_text
 from beam_seg.commands.page import PAGE_CSS, bar, data_uri, html_table, swatch, warning_html
 from beam_seg.commands.queries import top_classes
@@ -137,3 +138,12 @@ def compare_html(comparison: Comparison) -> str:
     parts += [timeline.FULL_SIZE_DIALOG, f"<script>{timeline.PLAYER_JS}{PAIR_JS}</script>",
               "</body></html>"]
     return "\n".join(parts)
+
+
+def build_comparison(out_a: str, out_b: str, html_path: str | None = None) -> tuple[str, str]:
+    """Write the two-run page (default OUT_A/report/compare.html); return the terminal text
+    and the page's path."""
+    html_path = html_path or storage.join(out_a, "report", "compare.html")
+    comparison = compare.compare_runs(out_a, out_b, html_path)
+    storage.write_bytes(html_path, compare_html(comparison).encode("utf-8"))
+    return compare.terminal_comparison(comparison), html_path

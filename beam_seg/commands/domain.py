@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.commands.table import sql_string
 
 # The registry name of the stronger Cityscapes model the warning suggests (issue 20).
@@ -141,7 +141,7 @@ def presets_from_markers(out: str, input_ids: Sequence[str]) -> dict[str, str | 
     readable marker, e.g. an input that failed)."""
     def read(iid: str) -> str | None:
         try:
-            marker = json.loads(files.read_bytes(files.join(out, "_done", f"{iid}.json")))
+            marker = json.loads(storage.read_bytes(storage.join(out, "_done", f"{iid}.json")))
             return preset_for(marker["kind"], marker["options"].get("quality"))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -176,17 +176,17 @@ def run_confidences(out: str, input_ids: Iterable[str]) -> list[InputConfidence]
     """The mean confidence of some inputs of OUT (a run's own), read from their coverage
     files alone and only the columns needed (remote files are copied to a scratch folder)."""
     wanted = set(input_ids)
-    uris = [u for u in files.list_files(files.join(out, "coverage", "*", "*.parquet"))
+    uris = [u for u in storage.list_files(storage.join(out, "coverage", "*", "*.parquet"))
             if u.replace("\\", "/").rsplit("/", 2)[-2] in wanted]
     if not uris:
         return []
     with tempfile.TemporaryDirectory(prefix="beam_seg_domain_") as scratch:
-        if files.is_local(out):
-            paths = [files.local_path(u) for u in uris]
+        if storage.is_local(out):
+            paths = [storage.local_path(u) for u in uris]
         else:
             paths = [os.path.join(scratch, f"{i:06d}.parquet") for i in range(len(uris))]
             with ThreadPoolExecutor(16) as pool:  # many small objects: latency-bound
-                list(pool.map(files.download_file, uris, paths))
+                list(pool.map(storage.download_file, uris, paths))
         listing = "[" + ", ".join(map(sql_string, paths)) + "]"
         con = duckdb.connect()
         try:

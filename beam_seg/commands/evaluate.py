@@ -33,13 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from beam_seg import files as file_layer
+from beam_seg import storage
 from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
 from beam_seg.commands.table import Coverage, open_coverage
-from beam_seg.files import is_local, join, local_path, read_bytes, write_bytes
 from beam_seg.labels import CITYSCAPES_ID_TO_TRAINID, IGNORE_ID, LabelSet
 from beam_seg.media.pixels import resize_nearest
 from beam_seg.media.render import read_label_png
+from beam_seg.storage import is_local, join, local_path, read_bytes, write_bytes
 
 CITYSCAPES_FRAME = re.compile(r"[a-z]+_\d{6}_\d{6}")
 TRAINIDS_SUFFIX = "_gtFine_labelTrainIds.png"
@@ -115,7 +115,7 @@ class GroundTruth:
 def list_files(root: str) -> list[str]:
     """Every file under `root`, recursively, sorted (local walk, or a `**` match remotely)."""
     if not is_local(root):
-        return file_layer.list_files(root.rstrip("/") + "/**")
+        return storage.list_files(root.rstrip("/") + "/**")
     path = local_path(root)
     if not os.path.isdir(path):
         raise UsageError(f"ground-truth directory {root!r} does not exist")

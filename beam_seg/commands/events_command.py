@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
 from beam_seg.commands.table import Coverage, open_coverage
 from beam_seg.commands.terminal import text_table
@@ -102,7 +102,7 @@ def _command(args: argparse.Namespace) -> int:
             rows = stored_events(cov, args.classes)
     text = render(rows, args.format, args.time_origin)
     if args.to:
-        files.write_bytes(args.to, text.encode("utf-8"))
+        storage.write_bytes(args.to, text.encode("utf-8"))
         print(f"{len(rows)} events written to {args.to}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.commands.table import Coverage, fraction_columns
 from beam_seg.labels import LabelSet
 from beam_seg.tables.coverage import FRACTION_PREFIX, IGNORE_COLUMN
@@ -198,7 +198,7 @@ def load_thumbnails(cov: Coverage, limit: int = MAX_THUMBNAILS) -> list[Thumbnai
     thumbs = []
     for row in pick_thumbnail_frames(cov, limit):
         try:
-            data = files.read_bytes(files.join(cov.out, row["overlay_uri"]))
+            data = storage.read_bytes(storage.join(cov.out, row["overlay_uri"]))
             jpeg = thumbnail_jpeg(data)
         except (OSError, ValueError):  # missing or unreadable overlay: the report goes on
             continue

@@ -9,14 +9,12 @@ its coverage and event timeline (`timeline.py`).
 from __future__ import annotations
 
 import argparse
-import os
-import posixpath
 import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.commands import domain, timeline
 from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
 from beam_seg.commands.page import PageContent, html_report
@@ -43,21 +41,6 @@ class ReportPaths:
     plots: dict[str, str]  # input id -> plot file
 
 
-def link_base(out: str, html_path: str) -> str | None:
-    """OUT as a relative URL from the page's folder, or None when no relative URL reaches it
-    (a local page about a bucket, or the other way round)."""
-    if files.is_local(out) != files.is_local(html_path):
-        return None
-    if files.is_local(out):
-        rel = os.path.relpath(files.absolute(out), os.path.dirname(files.absolute(html_path)))
-        return rel.replace(os.sep, "/")
-    out_path, page_dir = out.rstrip("/"), posixpath.dirname(html_path)
-    scheme_out, scheme_page = out_path.split("://", 1)[0], page_dir.split("://", 1)[0]
-    if scheme_out != scheme_page:
-        return None
-    return posixpath.relpath(out_path.split("://", 1)[1], page_dir.split("://", 1)[1])
-
-
 def make_drive(video: dict, series: TimeSeries | None, label_set: LabelSet, events: list[dict],
                base: str | None, has_video: bool) -> timeline.Drive | None:
     """One video's player, or None for a video of one frame (nothing to play along)."""
@@ -77,14 +60,14 @@ def make_drive(video: dict, series: TimeSeries | None, label_set: LabelSet, even
 
 def _plot_path(report_dir: str, iid: str) -> str:
     # Ids are [A-Za-z0-9._-] by construction; re-check, as the table may come from elsewhere.
-    return files.join(report_dir, f"coverage_{re.sub(r'[^A-Za-z0-9._-]+', '_', iid)}.png")
+    return storage.join(report_dir, f"coverage_{re.sub(r'[^A-Za-z0-9._-]+', '_', iid)}.png")
 
 
 def build_report(out: str, html_path: str | None = None, max_plots: int = 50) -> tuple[str, ReportPaths]:
     """Write the plots and the HTML report of a run; return the terminal table and the paths."""
-    report_dir = files.join(out, "report")
-    html_path = html_path or files.join(report_dir, "report.html")
-    base = link_base(out, html_path)
+    report_dir = storage.join(out, "report")
+    html_path = html_path or storage.join(report_dir, "report.html")
+    base = storage.link_base(out, html_path)
     with open_coverage(out) as cov:
         inputs, total = summarize_inputs(cov)
         mixes = class_mix(cov)
@@ -100,19 +83,19 @@ def build_report(out: str, html_path: str | None = None, max_plots: int = 50) ->
             length = format_duration(duration_s(v["frames"], v["first_s"], v["last_s"]))
             png = plot_coverage_over_time(series[iid], label_set, f"{iid}: {v['frames']} frames, {length}")
             plot_paths[iid] = _plot_path(report_dir, iid)
-            files.write_bytes(plot_paths[iid], png)
-            has_video = files.exists(files.join(out, "videos", f"{iid}.mp4"))
+            storage.write_bytes(plot_paths[iid], png)
+            has_video = storage.exists(storage.join(out, "videos", f"{iid}.mp4"))
             drive = make_drive(v, series.get(iid), label_set, events.get(iid, []), base, has_video)
             if drive is not None:
                 drives.append(drive)
         legend_png = plot_legend(list(cov.label_sets.values()))
-        legend_path = files.join(report_dir, "legend.png")
-        files.write_bytes(legend_path, legend_png)
+        legend_path = storage.join(report_dir, "legend.png")
+        storage.write_bytes(legend_path, legend_png)
         thumbnails = load_thumbnails(cov)
         warnings = out_of_domain(cov)
         page = html_report(PageContent(out, inputs, total, models, mixes, drives, skipped,
                                        legend_png, thumbnails, base, warnings))
-    files.write_bytes(html_path, page.encode("utf-8"))
+    storage.write_bytes(html_path, page.encode("utf-8"))
     text = terminal_report(inputs, total, mixes)
     if warnings:
         text += "\n\nwarning: " + "\n         ".join(warnings)
@@ -133,7 +116,7 @@ def _command(args: argparse.Namespace) -> int:
     if len(args.outputs) > 2:
         raise UsageError(f"report takes one OUT, or two to compare ({len(args.outputs)} given)")
     if len(args.outputs) == 2:
-        from beam_seg.commands.compare import build_comparison
+        from beam_seg.commands.compare_page import build_comparison
 
         text, html_path = build_comparison(*args.outputs, args.html)
         print(text)
@@ -142,7 +125,7 @@ def _command(args: argparse.Namespace) -> int:
     [out] = args.outputs
     table, paths = build_report(out, args.html, args.max_plots)
     print(table)
-    print(f"\nplots: {files.join(out, 'report')} ({len(paths.plots)} coverage plots, legend.png)")
+    print(f"\nplots: {storage.join(out, 'report')} ({len(paths.plots)} coverage plots, legend.png)")
     print(f"HTML:  {paths.html}")
     return 0
 

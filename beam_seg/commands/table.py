@@ -2,7 +2,7 @@
 on an object store, and the label sets the coverage was written with.
 
 DuckDB has no offline `gs://` reader, so remote files are first copied to a scratch
-directory through `beam_seg.files` (Beam's FileSystems, imported only then).
+directory through `beam_seg.storage` (Beam's FileSystems, imported only then).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import duckdb
 import pyarrow.parquet as pq
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.commands.commands import UsageError, check_output_root
 from beam_seg.labels import BUILTIN, CITYSCAPES, LabelSet, voc_colormap
 from beam_seg.tables.coverage import FRACTION_PREFIX, IGNORE_COLUMN
@@ -31,12 +31,12 @@ def table_files(out: str, table: str, scratch: str) -> list[str]:
     """Local paths of the Parquet files of OUT/<table>/ (`coverage/*/*.parquet`,
     `events/*.parquet`); remote ones are downloaded to `scratch` first."""
     parts = ("coverage", "*", "*.parquet") if table == "coverage" else (table, "*.parquet")
-    if files.is_local(out):
-        return sorted(glob.glob(os.path.join(glob.escape(files.local_path(out)), *parts)))
-    uris = files.list_files(files.join(out, *parts))
+    if storage.is_local(out):
+        return sorted(glob.glob(os.path.join(glob.escape(storage.local_path(out)), *parts)))
+    uris = storage.list_files(storage.join(out, *parts))
     paths = [os.path.join(scratch, f"{table}-{i:06d}.parquet") for i in range(len(uris))]
     with ThreadPoolExecutor(16) as pool:  # many small objects: latency-bound, not bandwidth
-        list(pool.map(files.download_file, uris, paths))
+        list(pool.map(storage.download_file, uris, paths))
     return paths
 
 
@@ -94,7 +94,7 @@ def open_coverage(out: str) -> Iterator[Coverage]:
     with tempfile.TemporaryDirectory(prefix="beam_seg_coverage_") as scratch:
         coverage_files = table_files(out, "coverage", scratch)
         if not coverage_files:
-            raise UsageError(f"no coverage files match {files.join(out, 'coverage', '*', '*.parquet')}")
+            raise UsageError(f"no coverage files match {storage.join(out, 'coverage', '*', '*.parquet')}")
         event_files = table_files(out, "events", scratch)
         con = duckdb.connect()
         try:

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 from beam_seg import naming, storage
 from beam_seg.config import RunConfig
-from beam_seg.files import local_path
 from beam_seg.job.exits import CannotWrite, UsageError
 from beam_seg.pipeline.markers import source_changed
+from beam_seg.storage import local_path
 
 
 @dataclass

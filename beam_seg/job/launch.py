@@ -13,7 +13,7 @@ import time
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
-from beam_seg import __version__, files, storage
+from beam_seg import __version__, storage
 from beam_seg.config import RunConfig, add_options, option_names
 from beam_seg.job import runner, stop
 from beam_seg.job.exits import (
@@ -130,7 +130,7 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, 
                    started: float) -> int:
     plan = plan_run(inputs, cfg)
     # only now: the run's checks have passed and it holds the lock, so no writer is in flight
-    stale = files.remove_stale_temps(cfg.layout.root)
+    stale = storage.remove_stale_temps(cfg.layout.root)
     if stale:
         log.warning("beam-seg: removed %d temporary files that an interrupted run left in %s",
                     stale, cfg.layout.root)
@@ -153,7 +153,7 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, 
         batch_size=cfg.batch_size, large_model=cfg.large_model, model_copies=cfg.model_copies,
         interpreters=layout.interpreters, temporal=cfg.temporal_frames())
     result = _run_pipeline(plan, cfg, handler, options) if plan.inputs else None
-    files.remove_empty_work_folder(cfg.layout.root)
+    storage.remove_empty_work_folder(cfg.layout.root)
     summary = summarize(result, plan, cfg, time.monotonic() - started)
     print_failures(failed_inputs(plan, cfg))
     print_summary(summary, cfg, resolved.name)
@@ -190,7 +190,7 @@ def _run_and_wait(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
                   options: PipelineOptions):
     pipeline = beam.Pipeline(options=options)
     if getattr(pipeline, "local_tempdir", None):
-        files.track_scratch(pipeline.local_tempdir)  # Beam removes it, unless the run is stopped
+        storage.track_scratch(pipeline.local_tempdir)  # Beam removes it, unless the run is stopped
     _ = (pipeline
          | "Inputs" >> beam.Create(plan.inputs)
          | "SegmentInputs" >> SegmentInputs(cfg, handler))

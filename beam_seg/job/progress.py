@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TextIO
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.pipeline.progress import read_totals
 
 POLL_S = 0.5
@@ -46,7 +46,7 @@ class ProgressWatcher:
 
     def __init__(self, stream: TextIO | None = None,
                  line_every_s: tuple[float, float] = LINE_EVERY_S):
-        self._scratch = files.ScratchDir("beam_seg_progress_")
+        self._scratch = storage.ScratchDir("beam_seg_progress_")
         self.dir = self._scratch.name
         self._stream = stream or sys.stderr
         self._line_every_s = line_every_s

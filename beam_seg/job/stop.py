@@ -29,7 +29,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.media import ffmpeg
 
 DRAIN_S = 5.0  # at most this long for the writes in flight to end
@@ -108,10 +108,10 @@ def stop_writes_on_signal(release: Callable[[], None], message: Callable[[int], 
         _on_stop = None
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal: the first stop goes on
             signal.signal(sig, signal.SIG_IGN)
-        drained = files.stop_writes(DRAIN_S)
+        drained = storage.stop_writes(DRAIN_S)
         ffmpeg.kill_children()
         kill_child_processes()
-        files.remove_scratch()
+        storage.remove_scratch()
         if drained:  # else a write may still land: the lock stays, for the next run to take over
             with contextlib.suppress(Exception):
                 release()

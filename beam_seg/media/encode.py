@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.media import ffmpeg
 from beam_seg.media.ffmpeg import VideoError
 from beam_seg.media.pixels import rgb_to_i420
@@ -128,7 +128,7 @@ def concat_segments(segment_paths: list[str], output_path: str,
     """Join H.264 segment files by stream copy (no re-encode), adding the source's audio."""
     if not segment_paths:
         raise ValueError("no segments to join")
-    with files.ScratchDir("beam_seg_concat_") as tmp:
+    with storage.ScratchDir("beam_seg_concat_") as tmp:
         list_path = os.path.join(tmp, "segments.txt")
         with open(list_path, "w", encoding="utf-8") as f:
             for path in segment_paths:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from apache_beam.io.filesystems import FileSystems
 
 from beam_seg import storage
-from beam_seg.files import atomic_path
+from beam_seg.storage import atomic_path
 
 MODEL_DIR_ENV = "BEAM_SEG_MODEL_DIR"
 CACHE_DIR_ENV = "BEAM_SEG_CACHE_DIR"

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 
-from beam_seg import files, naming, storage
+from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.media import images, video
 from beam_seg.models.inference import FrameInput
@@ -21,7 +21,7 @@ def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
     iid = naming.input_id(uri)
     if kind not in ("image", "video"):
         raise ValueError(f"unsupported file type {naming.extension(uri) or '(none)'!r}")
-    what = files.not_a_regular_file(uri)
+    what = storage.not_a_regular_file(uri)
     if what is not None:  # a FIFO would block the read, a device never end
         raise ValueError(f"not a regular file: {what}")
     # identity first: a source replaced while this plan is made is caught at the finish
@@ -60,7 +60,7 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
     carries the error so the rest of the segment is reported, not silently dropped.
     """
     if unit.kind == "image":
-        with files.open_regular(unit.source_uri) as stream:
+        with storage.open_for_read(unit.source_uri) as stream:
             rgb = images.decode_image(stream, cfg.max_image_pixels)
         yield FrameKey(unit, 0, 0.0), FrameInput("image", rgb)
         yield UnitStatus(unit, 1, 1, frames_read=1)

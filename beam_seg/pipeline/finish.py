@@ -9,7 +9,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from beam_seg import files, naming, storage
+from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.media import video
 from beam_seg.pipeline import markers
@@ -153,7 +153,7 @@ def check_source(state: InputState) -> list[ErrorRecord]:
 
 
 def _concat(parts: list[UnitWritten], video_uri: str, unit: WorkUnit) -> int:
-    with files.ScratchDir("beam_seg_join_") as tmp:
+    with storage.ScratchDir("beam_seg_join_") as tmp:
         locals_ = []
         for part in parts:
             local = os.path.join(tmp, f"{part.unit.segment.index:05d}.mp4")

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from beam_seg import files, storage
+from beam_seg import storage
 from beam_seg.config import RunConfig
 from beam_seg.labels import LabelSet
 from beam_seg.media import render, video
@@ -59,7 +59,7 @@ class SegmentEncoder:
         self.uri = cfg.layout.segment_video(unit.input_id, unit.segment.index)
         self.error: str | None = None
         self._previous = -1
-        self._tmp = files.ScratchDir("beam_seg_seg_")
+        self._tmp = storage.ScratchDir("beam_seg_seg_")
         info = unit.info
         self._writer = video.VideoWriter(os.path.join(self._tmp.name, "segment.mp4"), info.width,
                                          info.height, info.fps / cfg.every_nth_frame, info.sar)

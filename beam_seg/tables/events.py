@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from beam_seg import files
+from beam_seg import storage
 from beam_seg.tables.coverage import FRACTION_PREFIX, IGNORE_COLUMN
 from beam_seg.tables.regions import COUNT_PREFIX
 
@@ -143,12 +143,12 @@ def write_input_events(coverage_pattern: str, events_uri: str, settings: EventSe
     Called when the input is finished, after stale coverage files are gone, so a resumed or
     repeated run derives them from exactly the rows the table holds.
     """
-    uris = files.list_files(coverage_pattern)
+    uris = storage.list_files(coverage_pattern)
     if not uris:
-        files.delete(events_uri)
+        storage.delete(events_uri)
         return 0
-    events = derive_events(read_tables(files.read_bytes(u) for u in uris), settings)
-    files.write_bytes(events_uri, parquet_bytes(events))
+    events = derive_events(read_tables(storage.read_bytes(u) for u in uris), settings)
+    storage.write_bytes(events_uri, parquet_bytes(events))
     return events.num_rows
 
 

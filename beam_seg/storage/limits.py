@@ -4,7 +4,7 @@ Remote calls get a bounded total deadline (`set_deadline`, the run's --storage-d
 one the store does not answer in time fails with `StorageUnavailable`, whatever the client
 library's own retries (about 120 s per call for GCS) would do. The first such failure is
 logged once, and every later remote call of the process then fails at once, so a run whose
-output has gone away ends within about one deadline instead of one per file. storage.py
+output has gone away ends within about one deadline instead of one per file. operations.py
 routes its calls through `bounded`.
 """
 

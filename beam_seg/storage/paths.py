@@ -1,11 +1,8 @@
-"""The file layer without Beam: local paths directly, other URIs through `beam_seg.storage`.
+"""Paths of the file layer: what a local path is, atomic local writes, and the temporary
+names a killed writer leaves (which a run sweeps from its own output folders only).
 
-Analytics (`beam-seg report`, `eval`, `events`) read a run's outputs on a laptop, where
-importing Apache Beam would cost seconds for nothing, so local files are handled here and
-`beam_seg.storage` (Beam's FileSystems) is imported only when a remote URI (gs://, s3://)
-is actually used. `storage` builds on the same helpers, so both agree on what a local path
-is and write local files the same way: `atomic_path`, the one place that turns a temporary
-file into an output.
+Pure path work and local files only: no Beam, so the after-run commands stay cheap to start.
+`atomic_path` is the one place that turns a temporary file into an output.
 """
 
 from __future__ import annotations
@@ -17,10 +14,10 @@ import posixpath
 import re
 import shutil
 import stat
-import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
+
+from beam_seg.storage.gate import write_gate
 
 
 def is_local(uri: str) -> bool:
@@ -48,7 +45,22 @@ def absolute(uri: str) -> str:
     return os.path.abspath(local_path(uri)) if is_local(uri) else uri
 
 
-# What `atomic_path` (".name.tmp-1a2b3c4d") and `storage.create` ("name.tmp-1a2b3c4d") write
+
+def link_base(out: str, html_path: str) -> str | None:
+    """OUT as a relative URL from the page's folder, or None when no relative URL reaches it
+    (a local page about a bucket, or the other way round)."""
+    if is_local(out) != is_local(html_path):
+        return None
+    if is_local(out):
+        rel = os.path.relpath(absolute(out), os.path.dirname(absolute(html_path)))
+        return rel.replace(os.sep, "/")
+    out_path, page_dir = out.rstrip("/"), posixpath.dirname(html_path)
+    scheme_out, scheme_page = out_path.split("://", 1)[0], page_dir.split("://", 1)[0]
+    if scheme_out != scheme_page:
+        return None
+    return posixpath.relpath(out_path.split("://", 1)[1], page_dir.split("://", 1)[1])
+
+# What `atomic_path` (".name.tmp-1a2b3c4d") and `create_exclusive` ("name.tmp-1a2b3c4d") write
 # before the final name (both through `temp_sibling`): a writer killed in between leaves one.
 TEMP_NAME = re.compile(r"\.tmp-[0-9a-f]{8}$")
 LOCK_NAME = "_lock.json"
@@ -102,67 +114,6 @@ def remove_stale_temps(root: str) -> int:
     return removed
 
 
-# --- Stopping: no write after a stop, and the run's scratch folders -----------------------
-
-_gate = threading.Condition()
-_in_flight = 0
-_stopped_by: int | None = None  # the thread that stopped writes (it alone may go on)
-_scratch: set[str] = set()
-
-
-@contextlib.contextmanager
-def write_gate() -> Iterator[None]:
-    """Every write or delete under an output root passes here: once `stop_writes` has been
-    called, a write that has not started never starts (its thread waits for the process to
-    exit), so the run's lock can be released knowing nothing more will be written."""
-    global _in_flight
-    with _gate:
-        while _stopped_by is not None and _stopped_by != threading.get_ident():
-            _gate.wait()
-        _in_flight += 1
-    try:
-        yield
-    finally:
-        with _gate:
-            _in_flight -= 1
-            _gate.notify_all()
-
-
-def stop_writes(timeout_s: float) -> bool:
-    """Let no write start from now on (but the caller's), and wait up to `timeout_s` for
-    those in flight; True when none is left. For a process about to exit."""
-    global _stopped_by
-    with _gate:
-        _stopped_by = threading.get_ident()
-        return _gate.wait_for(lambda: _in_flight == 0, timeout_s)
-
-
-class ScratchDir(tempfile.TemporaryDirectory):
-    """A temporary folder of this run (`beam_seg_seg_…` under /tmp), removed when done
-    with, or by `remove_scratch` when the run is stopped before that."""
-
-    def __init__(self, prefix: str):
-        super().__init__(prefix=prefix)
-        _scratch.add(self.name)
-
-    def cleanup(self) -> None:
-        _scratch.discard(self.name)
-        super().cleanup()
-
-
-def track_scratch(path: str) -> None:
-    """A temporary folder someone else made for this run (Beam's) and removes when done:
-    removed by `remove_scratch` too if the run is stopped first."""
-    _scratch.add(path)
-
-
-def remove_scratch() -> None:
-    """Remove every ScratchDir this process still has (a run that is being stopped)."""
-    for name in list(_scratch):
-        shutil.rmtree(name, ignore_errors=True)
-        _scratch.discard(name)
-
-
 def remove_empty_work_folder(root: str) -> None:
     """`_work/` holds the segments of unfinished videos; once none is left, it goes."""
     if is_local(root):
@@ -192,13 +143,7 @@ def atomic_path(path: str) -> Iterator[str]:
                 os.remove(tmp)
 
 
-def _storage():
-    from beam_seg import storage  # Beam: only for remote URIs
-
-    return storage
-
-
-_FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+FILE_TYPES = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISSOCK, "a socket"))
 
@@ -212,71 +157,9 @@ def not_a_regular_file(uri: str) -> str | None:
     mode = os.stat(local_path(uri)).st_mode
     if stat.S_ISREG(mode):
         return None
-    return next((what for test, what in _FILE_TYPES if test(mode)), "not a regular file")
-
-
-def open_regular(uri: str):
-    """A local input opened for reading, refused if it is not a regular file by the time it
-    is opened (replaced by a FIFO since the plan), never waited on: it is opened without
-    blocking, then checked. Remote objects are always files."""
-    if not is_local(uri):
-        return _storage().open_for_read(uri)
-    fd = os.open(local_path(uri), os.O_RDONLY | os.O_NONBLOCK)
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        raise ValueError(f"not a regular file: {next((w for t, w in _FILE_TYPES if t(mode)), '?')}")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
-
-
-def read_bytes(uri: str) -> bytes:
-    if not is_local(uri):
-        return _storage().read_bytes(uri)
-    with open(local_path(uri), "rb") as f:
-        return f.read()
-
-
-def write_bytes(uri: str, data: bytes) -> None:
-    """Write a whole file atomically (local: `atomic_path`; object stores: one upload)."""
-    if not is_local(uri):
-        _storage().write_bytes(uri, data)
-        return
-    with atomic_path(uri) as tmp, open(tmp, "wb") as f:
-        f.write(data)
-
-
-def download_file(uri: str, path: str) -> None:
-    """Copy any URI to a local file atomically (remote objects are checked, see storage)."""
-    if not is_local(uri):
-        _storage().download_file(uri, path)
-        return
-    with atomic_path(path) as tmp:
-        shutil.copyfile(local_path(uri), tmp)
-
-
-def exists(uri: str) -> bool:
-    if not is_local(uri):
-        return _storage().exists(uri)
-    return os.path.exists(local_path(uri))
-
-
-def delete(uri: str) -> None:
-    """Remove one file if it exists."""
-    if not is_local(uri):
-        _storage().delete(uri)
-        return
-    with write_gate(), contextlib.suppress(FileNotFoundError, NotADirectoryError):
-        os.remove(local_path(uri))
+    return next((what for test, what in FILE_TYPES if test(mode)), "not a regular file")
 
 
 def is_dir(uri: str) -> bool:
     """A local directory; any remote prefix counts as one (object stores have no directories)."""
     return not is_local(uri) or os.path.isdir(local_path(uri))
-
-
-def list_files(pattern: str) -> list[str]:
-    """Paths matching a glob (`*` stays within one path segment locally), sorted."""
-    if not is_local(pattern):
-        return _storage().list_files(pattern)
-    return sorted(glob.glob(local_path(pattern)))

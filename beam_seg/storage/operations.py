@@ -1,50 +1,53 @@
-"""All file access goes through Beam's FileSystems so local paths, gs:// and s3:// behave alike.
+"""The file operations, each defined once, for local paths, gs:// and s3:// alike.
 
-Writes are atomic: local files are written to a temporary sibling and renamed; object
-stores (gs://, s3://) only make an object visible when its upload completes, so a single
-upload is already atomic there, as long as a write that fails midway is cancelled rather
-than completed (`open_for_write` does that). A retried or killed step therefore never
-leaves a half-written output behind. Remote inputs that need a local file (ffmpeg seeks)
-are copied once per machine and checked against GCS's crc32c (`local_copy`). Remote
-calls have a total deadline (storage_limits.py).
+Local paths are served with plain OS calls; every other URI goes through Beam's FileSystems,
+imported only when a remote URI is used, so that the after-run commands (`beam-seg report`,
+`eval`, `events`) never pay for importing Beam. Every call goes through `limits.bounded`: a
+remote one within the run's deadline, and a local one that fails for want of space or a
+read-only disk marks the store as gone, like a remote outage.
 
-Local paths are handled by `beam_seg.files` (no Beam), which the analytics use too; this
-module adds Beam's FileSystems for everything else.
+Writes are atomic: local files are written to a temporary sibling and renamed
+(`paths.atomic_path`); object stores only make an object visible when its upload completes,
+so a single upload is already atomic there, as long as a write that fails midway is
+cancelled rather than completed (`open_for_write` does that). A retried or killed step
+therefore never leaves a half-written output behind. Remote inputs that need a local file
+(ffmpeg seeks) are copied once per machine and checked against GCS's crc32c (`local_copy`).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import glob
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
-
-from beam_seg import files as _files
-from beam_seg.files import absolute, atomic_path, is_local, join, literal, temp_sibling
-from beam_seg.files import local_path as _local_path
-from beam_seg.storage_limits import (  # noqa: F401  (part of storage's interface)
-    StorageUnavailable,
-    bounded,
-    note_local_failure,
-    outage,
-    outage_reason,
-    reset_outage,
-    set_deadline,
-)
-
-__all__ = ["absolute", "is_local", "join", "literal"]  # re-exported: callers use storage for every path
+from beam_seg.storage.gate import write_gate
+from beam_seg.storage.limits import bounded, note_local_failure
+from beam_seg.storage.paths import FILE_TYPES, atomic_path, is_local, literal, local_path, temp_sibling
 
 _CHUNK = 8 * 1024 * 1024
 T = TypeVar("T")
+
+
+def _fs():
+    """Beam's FileSystems, for remote URIs only (importing Beam costs seconds)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def _UNCOMPRESSED():
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return CompressionTypes.UNCOMPRESSED
 
 
 def _bounded(uri: str, fn: Callable[..., T], *args, streaming: bool = False) -> T:
@@ -52,28 +55,75 @@ def _bounded(uri: str, fn: Callable[..., T], *args, streaming: bool = False) -> 
 
 
 def exists(uri: str) -> bool:
-    return _bounded(uri, FileSystems.exists, uri)
+    if is_local(uri):
+        return os.path.exists(local_path(uri))
+    return _bounded(uri, _fs().exists, uri)
 
 
 def read_bytes(uri: str) -> bytes:
-    def read() -> bytes:
-        with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    if is_local(uri):
+        with open_for_read(uri) as f:
+            return f.read()
+
+    def read() -> bytes:  # one deadline for the open and the read (no nested deadline)
+        with _fs().open(uri, compression_type=_UNCOMPRESSED()) as f:
             return f.read()
     return _bounded(uri, read)
 
 
 def open_for_read(uri: str):
-    """A seekable binary stream, read as it is consumed (Pillow reads an image's header
-    first, so a ".jpg" that is really /dev/zero is refused before it is read whole)."""
-    return _bounded(uri, lambda: FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED))
+    """A binary stream, read as it is consumed (Pillow reads an image's header first, so a
+    huge file is refused before it is read whole). A local file is opened without blocking
+    and refused unless it is a regular file by then (a FIFO or a device put in its place
+    since the plan would block or never end)."""
+    if not is_local(uri):
+        return _bounded(uri, lambda: _fs().open(uri, compression_type=_UNCOMPRESSED()))
+    fd = os.open(local_path(uri), os.O_RDONLY | os.O_NONBLOCK)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise ValueError(f"not a regular file: {next((w for t, w in FILE_TYPES if t(mode)), '?')}")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def write_bytes(uri: str, data: bytes) -> None:
-    """Write a whole file atomically."""
+    """Write a whole file atomically (local: `atomic_path`; object stores: one upload)."""
     def write() -> None:
         with open_for_write(uri) as f:
             f.write(data)
     _bounded(uri, write)
+
+
+def download_file(uri: str, path: str) -> None:
+    """Copy any URI to a local file atomically (a gs:// object is checked, see below)."""
+    if is_local(uri):
+        with atomic_path(path) as tmp:
+            shutil.copyfile(local_path(uri), tmp)
+        return
+    _bounded(uri, _download_file, uri, path, streaming=True)
+
+
+def delete(uri: str) -> None:
+    """Remove one file if it exists, by its exact name (Beam's local delete globs)."""
+    if is_local(uri):
+        with write_gate(), contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.remove(local_path(uri))
+        return
+    if exists(uri):
+        with write_gate():
+            _bounded(uri, _fs().delete, [uri])
+
+
+def list_files(pattern: str) -> list[str]:
+    """Paths matching a glob, sorted; an empty list when nothing matches. Locally `*` stays
+    within one path segment, `**` spans folders, and hidden files are left out."""
+    if is_local(pattern):
+        return sorted(glob.glob(local_path(pattern), recursive=True))
+    result = _bounded(pattern, _fs().match, [pattern])[0]
+    return sorted(m.path for m in result.metadata_list)
+
+
 
 
 @contextlib.contextmanager
@@ -87,9 +137,9 @@ def open_for_write(uri: str) -> Iterator:
             note_local_failure(uri, exc)
             raise
     else:
-        with _files.write_gate():
-            f = FileSystems.create(uri, mime_type="application/octet-stream",
-                                   compression_type=CompressionTypes.UNCOMPRESSED)
+        with write_gate():
+            f = _fs().create(uri, mime_type="application/octet-stream",
+                                   compression_type=_UNCOMPRESSED())
             try:
                 yield f
             except BaseException:
@@ -113,22 +163,18 @@ def _abort_upload(f, uri: str) -> None:
     with contextlib.suppress(Exception):
         f.close()
     with contextlib.suppress(Exception):
-        FileSystems.delete([uri])
+        _fs().delete([uri])
 
 
-def upload_file(local_path: str, uri: str) -> None:
+def upload_file(path: str, uri: str) -> None:
     """Copy a finished local file to `uri` atomically."""
     def upload() -> None:
-        with open(local_path, "rb") as src, open_for_write(uri) as dst:
+        with open(path, "rb") as src, open_for_write(uri) as dst:
             shutil.copyfileobj(src, dst, _CHUNK)
     _bounded(uri, upload, streaming=True)
 
 
-def download_file(uri: str, local_path: str) -> None:
-    _bounded(uri, _download_file, uri, local_path, streaming=True)
-
-
-def _download_file(uri: str, local_path: str) -> None:
+def _download_file(uri: str, path: str) -> None:
     """Copy `uri` to a local file atomically; a gs:// object is checked against its crc32c.
 
     Beam reads GCS objects in ranges, which the client does not checksum, so the whole
@@ -140,8 +186,8 @@ def _download_file(uri: str, local_path: str) -> None:
         import google_crc32c  # a dependency of google-cloud-storage, so of apache-beam[gcp]
 
         crc = google_crc32c.Checksum()
-    with atomic_path(local_path) as tmp:
-        with FileSystems.open(uri, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
+    with atomic_path(path) as tmp:
+        with _fs().open(uri, compression_type=_UNCOMPRESSED()) as src, \
                 open(tmp, "wb") as dst:
             for chunk in iter(lambda: src.read(_CHUNK), b""):
                 dst.write(chunk)
@@ -156,7 +202,7 @@ def _gcs_crc32c(uri: str) -> str | None:
     """The base64 crc32c that GCS holds for an object; None for other filesystems."""
     if not uri.startswith("gs://"):
         return None
-    return _bounded(uri, FileSystems.checksum, uri) or None
+    return _bounded(uri, _fs().checksum, uri) or None
 
 
 INPUT_CACHE_BYTES_ENV = "BEAM_SEG_INPUT_CACHE_BYTES"
@@ -183,8 +229,8 @@ def local_copy(uri: str) -> str:
     scratch disk has for it), so a worker that sees many videos does not fill its disk.
     """
     if is_local(uri):
-        return _local_path(uri)
-    matched = _bounded(uri, FileSystems.match, [literal(uri)])[0].metadata_list
+        return local_path(uri)
+    matched = _bounded(uri, _fs().match, [literal(uri)])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"no such file: {uri}")
     meta = matched[0]
@@ -224,50 +270,32 @@ def _evict_inputs(cache: str, keep: str) -> None:
             total -= size
 
 
-def delete(uri: str) -> None:
-    """Remove one file if it exists (locally by its exact name: Beam's local delete globs)."""
-    if is_local(uri):
-        _files.delete(uri)
-        return
-    if exists(uri):
-        with _files.write_gate():
-            _bounded(uri, FileSystems.delete, [uri])
-
-
 def delete_tree(uri: str) -> None:
     """Remove a directory of intermediate files; missing is fine."""
     if is_local(uri):
-        with _files.write_gate():
-            shutil.rmtree(_local_path(uri), ignore_errors=True)
+        with write_gate():
+            shutil.rmtree(local_path(uri), ignore_errors=True)
         return
     prefix = literal(uri.rstrip("/")) + "/"
-    matched = _bounded(uri, FileSystems.match, [prefix + "**"])[0].metadata_list
+    matched = _bounded(uri, _fs().match, [prefix + "**"])[0].metadata_list
     if matched:
-        with _files.write_gate():
-            _bounded(uri, FileSystems.delete, [m.path for m in matched])
+        with write_gate():
+            _bounded(uri, _fs().delete, [m.path for m in matched])
 
-
-def list_files(pattern: str) -> list[str]:
-    """Paths matching a glob, sorted; an empty list when nothing matches."""
-    result = _bounded(pattern, FileSystems.match, [pattern])[0]
-    return sorted(m.path for m in result.metadata_list)
-
-
-# --- Source identity -------------------------------------------------------------------
 
 def source_identity(uri: str) -> dict:
     """What says an input is still the file an earlier run read: size, mtime, inode locally,
     generation and crc32c on GCS (a re-upload of the same bytes is a new generation),
     size and update time elsewhere. Markers record it; a change redoes the input."""
     if is_local(uri):
-        st = os.stat(_local_path(uri))  # the inode: `mv other clip.mp4` with an old mtime
+        st = os.stat(local_path(uri))  # the inode: `mv other clip.mp4` with an old mtime
         return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino}
     if uri.startswith("gs://"):
         blob = _bounded(uri, _gcs_blob, uri)
         if blob is None:
             raise FileNotFoundError(f"no such object: {uri}")
         return {"generation": int(blob.generation), "crc32c": blob.crc32c}
-    matched = _bounded(uri, FileSystems.match, [literal(uri)])[0].metadata_list
+    matched = _bounded(uri, _fs().match, [literal(uri)])[0].metadata_list
     if not matched:
         raise FileNotFoundError(f"no such file: {uri}")
     return {"size": matched[0].size_in_bytes, "updated": matched[0].last_updated_in_seconds}
@@ -295,7 +323,7 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     then a write, which two racing callers can both pass.
     """
     if is_local(uri):
-        path = os.path.abspath(_local_path(uri))
+        path = os.path.abspath(local_path(uri))
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = temp_sibling(path, hidden=False)
         try:
@@ -330,7 +358,7 @@ def read_versioned(uri: str) -> tuple[bytes, str] | None:
     """A file's bytes and a token that changes whenever it is rewritten (inode and mtime
     locally, the generation on GCS); None when it does not exist."""
     if is_local(uri):
-        path = _local_path(uri)
+        path = local_path(uri)
         try:
             with open(path, "rb") as f:
                 st = os.fstat(f.fileno())
@@ -370,7 +398,7 @@ def delete_if_version(uri: str, version: str) -> bool:
     Locally the file is first renamed aside (atomic: of two callers, one gets it), then
     kept deleted only if it is the version read, else linked back."""
     if is_local(uri):
-        path = _local_path(uri)
+        path = local_path(uri)
         aside = f"{path}.stale-{uuid.uuid4().hex[:8]}"
         try:
             os.rename(path, aside)
