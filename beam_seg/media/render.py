@@ -87,3 +87,69 @@ def encode_image(rgb: np.ndarray, fmt: str) -> bytes:
         Image.fromarray(rgb).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
         return buf.getvalue()
     raise ValueError("overlay format must be 'jpg' or 'png'")
+
+
+# ---------------------------------------------------------------------------- legend
+
+# Where a legend is drawn (`--legend`): on the segmented video only, on every overlay image
+# too, or nowhere. Label PNGs never carry one: their pixels are class ids.
+LEGEND_PLACES = ("video", "all", "none")
+# Classes covering less of the frame are left out of its legend: specks (the events table
+# ends an event below the same share).
+LEGEND_MIN_SHARE = 0.002
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def legend_classes(counts: np.ndarray, num_classes: int,
+                   min_share: float = LEGEND_MIN_SHARE) -> list[int]:
+    """Ids of the classes that cover at least `min_share` of the frame, in label-set order
+    (a fixed order, so entries do not jump about from frame to frame in a video)."""
+    counts = np.asarray(counts[:num_classes], np.float64)
+    total = counts.sum()
+    if total <= 0:
+        return []
+    return [int(i) for i in np.flatnonzero(counts >= min_share * total)]
+
+
+def legend_name(name: str) -> str:
+    """A class name short enough for a legend: ADE20K's 'building, edifice' -> 'building'."""
+    return name.split(",")[0].strip()
+
+
+def draw_legend(rgb: np.ndarray, class_ids: list[int], names: tuple[str, ...],
+                palette: np.ndarray) -> np.ndarray:
+    """Draw a key of `class_ids` (a colour swatch and a name each) in the top-left corner of
+    `rgb`, in place, on a darkened box; returns `rgb`.
+
+    Sizes follow the frame height (text about 2.2% of it, at least 11 px), so the key reads
+    the same at 960x540 and at 1080p; entries that do not fit one column wrap into more.
+    """
+    if not class_ids:
+        return rgb
+    height, width = rgb.shape[:2]
+    scale = max(height, 500) / 1080 * 0.85
+    thickness = max(1, round(scale * 2))
+    text_h = cv2.getTextSize("Hg", _FONT, scale, thickness)[0][1]
+    row = round(text_h * 1.9)
+    pad = max(3, row // 4)
+    swatch = round(text_h * 1.3)
+    labels = [legend_name(names[i]) for i in class_ids]
+    text_w = max(cv2.getTextSize(t, _FONT, scale, thickness)[0][0] for t in labels)
+    col_w = pad + swatch + pad + text_w + pad
+    rows_fit = max(1, (height - 2 * pad) // row)
+    rows = min(len(labels), rows_fit)
+    cols = -(-len(labels) // rows)
+    box_w, box_h = min(width, cols * col_w + pad), min(height, rows * row + 2 * pad)
+    box = rgb[:box_h, :box_w]
+    box[:] = (box.astype(np.uint16) * 3 // 10).astype(np.uint8)  # darken: the key reads on any frame
+    for n, (class_id, label) in enumerate(zip(class_ids, labels, strict=True)):
+        x = pad + (n // rows) * col_w
+        y = pad + (n % rows) * row
+        colour = tuple(int(c) for c in palette[class_id])
+        top = y + (row - swatch) // 2
+        cv2.rectangle(rgb, (x, top), (x + swatch, top + swatch), colour, cv2.FILLED)
+        cv2.rectangle(rgb, (x, top), (x + swatch, top + swatch), (255, 255, 255), 1)
+        baseline = y + (row + text_h) // 2
+        cv2.putText(rgb, label, (x + swatch + pad, baseline), _FONT, scale, (255, 255, 255),
+                    thickness, cv2.LINE_AA)
+    return rgb

@@ -36,9 +36,14 @@ def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: Ru
     iid = key.unit.input_id
     storage.write_bytes(layout.label_png(iid, key.frame_index), render.label_png_bytes(ids, label_set))
     blended = render.overlay(rgb, ids, label_set.palette, cfg.alpha)
+    counts = coverage.class_counts(ids, label_set.num_classes)
+    legend = render.legend_classes(counts, label_set.num_classes) if cfg.legend != "none" else []
+    if cfg.legend == "all":
+        render.draw_legend(blended, legend, label_set.names, label_set.palette)
     storage.write_bytes(layout.overlay(iid, key.frame_index, cfg.overlay_format),
                         render.encode_image(blended, cfg.overlay_format))
-    counts = coverage.class_counts(ids, label_set.num_classes)
+    if cfg.legend == "video" and key.unit.kind == "video":  # the overlay file stays plain
+        render.draw_legend(blended, legend, label_set.names, label_set.palette)
     record = FrameRecord(key.frame_index, key.timestamp_s, int(ids.shape[1]), int(ids.shape[0]),
                          counts, regions.region_values(ids, counts, label_set, cfg.region_settings),
                          confidence, flicker)
