@@ -116,6 +116,8 @@ def build_report(out: str, html_path: str | None = None, max_plots: int = 50) ->
 
 
 def _command(args: argparse.Namespace) -> int:
+    if len(args.outputs) > 1:
+        raise UsageError("report takes one output root")
     if args.max_plots < 0:
         raise UsageError("--max-plots must be 0 or more")
     table, paths = build_report(args.output, args.html, args.max_plots)
@@ -131,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Summarise a run's coverage and events tables: a per-input table on the "
                     "terminal, coverage-over-time plots and an HTML report in which each video "
                     "plays beside its timeline (default OUT/report/).")
-    parser.add_argument("output", metavar="OUT", help="the output root of a `beam-seg segment` run")
+    parser.add_output(many=True)
     parser.add_argument("--html", metavar="FILE", help="where to write the HTML report "
                         "(default OUT/report/report.html)")
     parser.add_argument("--max-plots", type=int, default=50, metavar="N",

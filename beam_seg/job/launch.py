@@ -24,7 +24,7 @@ from beam_seg.job.exits import (
     CannotWrite,
     UsageError,
 )
-from beam_seg.job.inputs import Plan, check_output_writable, plan_run
+from beam_seg.job.inputs import Discovered, Plan, check_output_writable, expand_inputs, plan_run
 from beam_seg.job.lock import OutputLock
 from beam_seg.job.progress import ProgressWatcher
 from beam_seg.job.summary import failed_inputs, print_failures, print_summary, summarize
@@ -98,18 +98,19 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
     runner.tune_direct_runner(options, pipeline_args)
     resolved = resolve(cfg.model, cfg.labels)
     load_label_set(resolved.labels)
+    discovered = expand_inputs(inputs)  # a missing or empty input: exit 2 before OUT is made
     check_output_writable(cfg.output)
     with OutputLock(cfg.layout.root):  # one writer per output root
-        return _launch_locked(cfg, inputs, options, resolved, started)
+        return _launch_locked(cfg, inputs, discovered, options, resolved, started)
 
 
-def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, resolved,
-                   started: float) -> int:
+def _launch_locked(cfg: RunConfig, inputs: list[str], discovered: Discovered,
+                   options: PipelineOptions, resolved, started: float) -> int:
     stale = files.remove_stale_temps(cfg.layout.root)  # safe: we hold the lock
     if stale:
         log.warning("beam-seg: removed %d temporary files that an interrupted run left in %s",
                     stale, cfg.layout.root)
-    plan = plan_run(inputs, cfg)
+    plan = plan_run(inputs, cfg, discovered)
     if cfg.overwrite:
         clear_done_markers(plan.inputs, cfg)  # before any of their work starts
     layout = runner.choose_layout(options, cfg.threads, cfg.interpreters)

@@ -76,6 +76,7 @@ def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
     return {
         "inputs": len(plan.inputs) + len(plan.skipped),
         "processed": len(plan.inputs),
+        "videos_processed": sum(naming.kind_of(uri) == "video" for uri in plan.inputs),
         "skipped_already_done": len(plan.skipped),
         "source_changed": len(plan.changed),
         "segments_source_changed": _counter(result, "segments_source_changed"),
@@ -126,13 +127,27 @@ def summary_lines(summary: dict, cfg: RunConfig, model_name: str) -> list[str]:
     if summary["inference_ms_per_frame"] is not None:
         lines.append(f"inference    {summary['inference_ms_per_frame']} ms per frame (mean, "
                      f"pre/post-processing included)")
-    lines += [
+    lines += output_lines(summary, cfg)
+    return lines
+
+
+def output_lines(summary: dict, cfg: RunConfig) -> list[str]:
+    """The output folders this run wrote to, and only those: videos/ and events/ only when it
+    processed a video."""
+    layout = cfg.layout
+    if not summary["processed"]:
+        return [f"outputs      {layout.root} (nothing new: every input was already done)"]
+    lines = [
         f"outputs      {layout.root}",
         "  labels/    label-map PNGs (palette PNG, pixel value = class id)",
         f"  overlays/  frames blended with label colours ({cfg.overlay_format})",
         f"  coverage/  Parquet table, one row per frame: {layout.coverage_glob()}",
-        "  videos/    segmented videos (H.264 mp4)",
     ]
+    if summary.get("videos_processed"):
+        legend = "" if cfg.legend == "none" else ", with a legend of the classes present"
+        lines += [f"  videos/    segmented videos (H.264 mp4{legend})",
+                  f"  events/    Parquet table, one row per interval a class is present: "
+                  f"{storage.join(layout.root, 'events', '*.parquet')}"]
     return lines
 
 
