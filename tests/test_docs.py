@@ -61,3 +61,12 @@ def test_the_readme_is_a_front_door():
     first_screen = "\n".join(lines[:30])
     assert re.search(r"!\[[^\]]+\]\(docs/\S+\.(jpg|png)\)", first_screen)  # a picture
     assert re.search(r"^beam-seg segment \S+ --output \S+$", first_screen, re.M)  # one command
+
+
+def test_outputs_page_documents_every_column_of_the_coverage_table():
+    from beam_seg.analytics.coverage import BASE_COLUMNS
+
+    text = (ROOT / "docs" / "outputs.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| `([a-z_]+)`", text, re.M))
+    documented |= {n for pair in re.findall(r"^\| `([a-z_]+)`, `([a-z_]+)`", text, re.M) for n in pair}
+    assert {name for name, _, _ in BASE_COLUMNS} <= documented

@@ -20,7 +20,7 @@ from beam_seg.analytics.regions import region_fields
 from beam_seg.labels import LabelSet
 from beam_seg.media.pixels import id_histogram
 
-# Column -> (type, meaning). Documented in the README from this same table.
+# Column -> (type, meaning). Documented in docs/outputs.md from this same table.
 BASE_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("source_uri", pa.string(), "absolute URI of the input image or video"),
     ("input_id", pa.string(), "the input's output id (`<stem>-<hash8>`), names its files"),
