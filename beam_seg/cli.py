@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         from beam_seg.analytics.evaluate import main as eval_main
 
         return eval_main(rest)
-    hint = did_you_mean(command, COMMANDS, quote=True)
+    hint = did_you_mean(command, [*COMMANDS, "--version", "--help"], quote=True)
     print(f"beam-seg: error: unknown command {command!r}{hint} (`beam-seg --help` lists them)",
           file=sys.stderr)
     return EXIT_USAGE
