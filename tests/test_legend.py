@@ -28,6 +28,23 @@ def test_the_legend_lists_the_classes_above_the_least_share_in_label_set_order()
     assert render.legend_name("building, edifice") == "building"
 
 
+def test_a_video_legend_takes_a_class_at_half_a_percent_and_keeps_it_through_short_dips():
+    tracker = render.LegendTracker(3, hold_frames=3)
+    frame = 10_000
+
+    def shares(car: float) -> np.ndarray:  # road, car, and the ignore bin
+        return np.array([frame * (1 - car), frame * car, 0])
+
+    seen = [tracker.update(shares(car)) for car in
+            (0.003, 0.006, 0.003, 0.001, 0.001, 0.003, 0.001, 0.001, 0.001, 0.004)]
+    assert seen == [[0],                  # 0.3%: not enough to join
+                    [0, 1], [0, 1],       # 0.6% joins; 0.3% stays above the exit share
+                    [0, 1], [0, 1],       # under it for two frames: still held
+                    [0, 1],               # back above the exit share
+                    [0, 1], [0, 1], [0],  # three frames under it: gone
+                    [0]]                  # 0.4% is not enough to join again
+
+
 @pytest.mark.parametrize("width,height", [(960, 540), (1920, 1080)])
 def test_the_legend_is_drawn_in_the_top_left_corner_only_and_grows_with_the_frame(width, height):
     frame = np.full((height, width, 3), 200, np.uint8)
