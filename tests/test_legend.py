@@ -76,12 +76,13 @@ def runs(tmp_path_factory):
 
     Image.fromarray(np.tile(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], (180, 1, 3))).save(still)
     outs = {}
-    for place in render.LEGEND_PLACES:
-        cfg = RunConfig(output=str(tmp / place), quality="fast", legend=place)
-        handler = FakeHandler(cfg.model, cfg.labels, 1, cfg.inference_settings(), interpreters=1)
-        with TestPipeline() as p:
-            _ = p | beam.Create([str(clip), str(still)]) | SegmentInputs(cfg, handler)
-        outs[place] = tmp / place
+    with TestPipeline() as p:  # one pipeline, one branch per --legend value
+        inputs = p | beam.Create([str(clip), str(still)])
+        for place in render.LEGEND_PLACES:
+            cfg = RunConfig(output=str(tmp / place), quality="fast", legend=place)
+            handler = FakeHandler(cfg.model, cfg.labels, 1, cfg.inference_settings(), interpreters=1)
+            _ = inputs | place >> SegmentInputs(cfg, handler)
+            outs[place] = tmp / place
     return outs, naming.input_id(str(clip))
 
 
