@@ -11,13 +11,16 @@ COMMANDS = ("segment", "models", "report", "eval", "events")
 USAGE = """usage: beam-seg COMMAND [options]
 
 commands:
-  segment   segment images and videos (a Beam pipeline; any Beam option passes through)
-  models    list the model registry
-  report    summarise a run's tables (terminal table, plots, HTML that plays each video)
-  eval      score label maps against Cityscapes-layout ground truth
-  events    list a run's events, or export them as Foxglove Event JSON
+  segment INPUT... --output OUT   segment images and videos (a Beam pipeline; any Beam
+                                  option passes through)
+  report OUT                      summarise a run's tables (terminal table, plots, HTML
+                                  that plays each video)
+  events OUT                      list a run's events, or export them as Foxglove Event JSON
+  eval OUT --ground-truth DIR     score label maps against ground truth
+  models                          list the model registry
 
-`beam-seg COMMAND --help` shows a command's options; `beam-seg --version` the version."""
+After a run, OUT may also be given as --output OUT. `beam-seg COMMAND --help` shows a
+command's options; `beam-seg --version` the version."""
 
 
 def models_main(argv: list[str]) -> int:
