@@ -120,9 +120,15 @@ def test_a_missing_output_folder_still_says_it_does_not_exist(tmp_path):
     assert code == 2 and one_error(err) == f"output folder '{tmp_path / 'nope'}' does not exist"
 
 
-def test_one_usage_error_and_one_set_of_exit_codes_for_every_command():
+def test_one_usage_error_and_one_set_of_exit_codes_for_every_command(tmp_path):
     assert commands.UsageError is exits.UsageError
-    assert (exits.EXIT_OK, exits.EXIT_FAILED, exits.EXIT_USAGE) == (0, 1, 2)
+    broken = tmp_path / "out" / "coverage" / "x-0123abcd" / "segment-00000.parquet"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not parquet")
+    for command in ("events", "report"):  # a table that cannot be read: a failure, not usage
+        code, _, err = beam_seg(command, tmp_path / "out")
+        assert code == exits.EXIT_FAILED != exits.EXIT_USAGE
+        assert "Traceback" not in err and one_error(err)
 
 
 @pytest.mark.parametrize("inputs", ["missing", "empty"])
