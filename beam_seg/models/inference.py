@@ -326,31 +326,23 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
                  settings: dict[str, InferenceSettings] | None = None, batch_size: int = 1,
                  large_model: bool = False, model_copies: int | None = None, interpreters: int = 1,
                  temporal: int = 0):
-        """A handler for `RunInference`: `FrameInput(kind, rgb)` in, a `PredictionResult`
-        whose `inference` is a `Segmentation` (`.labels`: HxW uint8 class ids) out.
+        """A `RunInference` handler: `FrameInput(kind, rgb)` in, a `PredictionResult` whose
+        `inference` is a `Segmentation` (`.labels`: HxW uint8 class ids at source size) out.
 
         Args:
-            model: a registry name (`beam_seg.REGISTRY`) or a path/URI of a .tflite,
-                SavedModel directory, frozen graph .pb or model-zoo .tar.gz.
-            labels: the label set of a model outside the registry (`cityscapes`, `pascal`,
-                `ade20k` or a label file); None takes the registry's.
+            model: a `REGISTRY` name, or a .tflite / SavedModel / frozen .pb / zoo .tar.gz path or URI.
+            labels: a non-registry model's label set (cityscapes|pascal|ade20k|FILE).
             num_threads: threads per TFLite interpreter (None: the library's default).
-            settings: an input kind ('image', 'video') -> its `InferenceSettings` (resize
-                mode, sliding windows); a kind not in it gets one stretched pass per frame.
-            batch_size: frames per batch (fixed: min and max batch size alike).
-            large_model: Beam's `large_model`: one model per machine, shared by processes.
-            model_copies: Beam's `model_copies`: exactly N copies per machine.
-            interpreters: TFLite interpreters per loaded model, borrowed one per call, so
-                that as many threads infer side by side.
-            temporal: 0 gives every frame its labels; K > 0 leaves video frames as scores
-                only (`labels` None) for the pipeline's temporal fusion over K neighbours.
+            settings: kind ('image', 'video') -> `InferenceSettings` (resize, sliding windows);
+                other kinds get one stretched pass.
+            batch_size: frames per batch, fixed; large_model, model_copies: Beam's own.
+            interpreters: TFLite interpreters per model, so that many threads infer at once.
+            temporal: K > 0 leaves video frames as scores (`labels` None) for fusion over K.
 
         Example:
             >>> handler = DeepLabModelHandler("cityscapes-edgetpu-slim")
-            >>> with beam.Pipeline() as p:                          # doctest: +SKIP
-            ...     labels = (p | beam.Create([FrameInput("image", rgb)])
-            ...               | RunInference(handler)
-            ...               | beam.Map(lambda r: r.inference.labels))
+            >>> labels = (frames | RunInference(handler)                 # doctest: +SKIP
+            ...           | beam.Map(lambda result: result.inference.labels))
         """
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=large_model, model_copies=model_copies)
