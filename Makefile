@@ -48,7 +48,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not real_model" tests
 
 lint: install
-	$(VENV)/bin/ruff check beam_seg pipelines tests benchmarks
+	$(VENV)/bin/ruff check beam_seg pipelines tests benchmarks examples
 
 demo: install
 	$(VENV)/bin/beam-seg segment $(SHARED)/data/videos/udacity_solidWhiteRight.mp4 \

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from beam_seg.job.exits import EXIT_USAGE, ArgumentParser, UsageError, did_you_mean
+
+COMMANDS = ("segment", "models", "report", "eval", "events")
 
 USAGE = """usage: beam-seg COMMAND [options]
 
 commands:
-  segment   segment images and videos (a Beam pipeline; any Beam option passes through)
-  models    list the model registry
-  report    summarise a run's tables (terminal table, plots, HTML that plays each video)
-  eval      score label maps against Cityscapes-layout ground truth
-  events    list a run's events, or export them as Foxglove Event JSON
+  segment INPUT... --output OUT   segment images and videos (a Beam pipeline; any Beam
+                                  option passes through)
+  report OUT                      summarise a run's tables (terminal table, plots, HTML
+                                  that plays each video)
+  events OUT                      list a run's events, or export them as Foxglove Event JSON
+  eval OUT --ground-truth DIR     score label maps against ground truth
+  models                          list the model registry
 
-`beam-seg COMMAND --help` shows a command's options; `beam-seg --version` the version."""
+After a run, OUT may also be given as --output OUT. `beam-seg COMMAND --help` shows a
+command's options; `beam-seg --version` the version."""
 
 
 def models_main(argv: list[str]) -> int:
     from beam_seg.models import DEFAULT_MODEL, REGISTRY
 
-    argparse.ArgumentParser(prog="beam-seg models", description="List the model registry.").parse_args(argv)
+    try:
+        ArgumentParser(prog="beam-seg models", description="List the model registry.").parse_args(argv)
+    except UsageError as exc:
+        print(f"beam-seg: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else 0
     for spec in REGISTRY.values():
         mark = "*" if spec.name == DEFAULT_MODEL else " "
         print(f"{mark} {spec.name:28} {spec.format:12} {spec.labels:34} {spec.description}")
@@ -33,8 +45,8 @@ def models_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0 if argv else 2
+        print(USAGE, file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else EXIT_USAGE
     if argv[0] == "--version":
         from beam_seg import __version__
 
@@ -59,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from beam_seg.commands.evaluate import main as eval_main
 
         return eval_main(rest)
-    print(f"beam-seg: error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
-    return 2
+    hint = did_you_mean(command, [*COMMANDS, "--version", "--help"], quote=True)
+    print(f"beam-seg: error: unknown command {command!r}{hint} (`beam-seg --help` lists them)",
+          file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":

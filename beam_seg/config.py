@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from beam_seg import __version__, naming
-from beam_seg.media import images
+from beam_seg.media import images, render
 from beam_seg.models import DEFAULT_MODEL
 from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
 from beam_seg.models.tiling import Preset, TileSettings
@@ -116,6 +116,10 @@ class RunConfig:
                           shapes_output=True, type=unit_interval)
     overlay_format: str = option("jpg", "overlay image format", shapes_output=True,
                                  choices=("jpg", "png"))
+    legend: str = option("video", "draw a key of the classes present on each frame of the "
+                         "segmented video (video), also on every overlay image (all), or "
+                         "nowhere (none); label PNGs never change", shapes_output=True,
+                         choices=render.LEGEND_PLACES, metavar="{video,all,none}")
     every_nth_frame: int = option(1, "process frames 0, N, 2N, ... of each video",
                                   shapes_output=True, type=positive_int, metavar="N")
     segment_frames: int = option(150, "frames per video work unit spread over workers",

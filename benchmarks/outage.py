@@ -1,5 +1,5 @@
 """Seconds from stopping a GCS emulator mid-run to (a) the run's "cannot reach" line and
-(b) its exit, per --storage-deadline: the figures in the README's *Data integrity*.
+(b) its exit, per --storage-deadline: the figures in docs/integrity.md.
 
     python benchmarks/outage.py 5 15     # three runs per deadline, medians
 """

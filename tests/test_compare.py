@@ -81,4 +81,4 @@ def test_a_missing_second_run_is_one_error_line(tmp_path):
     write_still_run(tmp_path / "a", [("/x/one.jpg", DEFAULT, 0.9)])
     code, _, err = _report(str(tmp_path / "a"), str(tmp_path / "nope"))
     assert code == 2
-    assert err.strip() == f"beam-seg: error: output directory {str(tmp_path / 'nope')!r} does not exist"
+    assert err.strip() == f"beam-seg: error: output folder {str(tmp_path / 'nope')!r} does not exist"

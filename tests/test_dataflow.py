@@ -1,6 +1,6 @@
 """Dataflow without a cloud: the documented launch command builds a real Dataflow job offline.
 
-The launch command is read from README.md, so the documentation and this test
+The launch command is read from docs/dataflow.md, so the documentation and this test
 cannot drift apart. It runs through the `beam-seg` entry point with `--dry_run=True`: the
 DataflowRunner validates the options, pickles every DoFn into the portable pipeline and
 builds the job, then returns before submitting. The runner's own job-description code
@@ -32,7 +32,7 @@ from pipeline_helpers import label_maps, segment
 
 pytestmark = pytest.mark.real_model  # the second tier: runs the real model
 
-DOC = ROOT / "README.md"
+DOC = ROOT / "docs" / "dataflow.md"
 AACHEN = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
 STILL = DATA / "images" / "dashcam" / "vehicle_test2.jpg"
 IMAGE = "europe-west1-docker.pkg.dev/beam-seg-dry-run/beam-seg/beam-seg:0.1.0"
@@ -45,7 +45,7 @@ def gcs(tmp_path_factory):
 
 
 def documented_launch_args(values: dict[str, str]) -> list[str]:
-    """The arguments after `beam-seg segment` in README.md's launch block, with its
+    """The arguments after `beam-seg segment` in docs/dataflow.md's launch block, with its
     shell variables ($BUCKET, $PROJECT, …) replaced by `values`."""
     text = DOC.read_text()
     match = re.search(r"<!-- launch-command:.*?-->\s*```bash\n(.*?)```", text, re.S)

@@ -106,7 +106,7 @@ def test_the_summary_warns_about_the_runs_own_inputs_only(tmp_path):
     summary = {"inputs": 3, "succeeded": 2, "failed": 0, "skipped_already_done": 1, "source_changed": 0,
                "segments_source_changed": 0, "ignored_files": 0, "frames_segmented": 2,
                "frames_decoded": 2, "frames_context": 0, "segments_resumed": 0, "wall_time_s": 1.0,
-               "frames_per_s": 2.0, "inference_ms_per_frame": None, "out_of_domain": lines}
+               "frames_per_s": 2.0, "inference_ms_per_frame": None, "processed": 2, "out_of_domain": lines}
     text = summary_lines(summary, cfg, DEFAULT)
     assert f"warning      {lines[0]}" in text
     assert f"             {lines[1]}" in text

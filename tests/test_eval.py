@@ -180,7 +180,7 @@ def test_pascal_ground_truth_is_a_png_named_like_the_input(tmp_path):
     result = evaluate(str(out), str(tmp_path / "gt"))
     assert result["frames"] == 1 and result["label_set"] == "pascal"
     assert list(result["per_class"]) == list(PASCAL.names)
-    assert result["per_class"]["dog"] > 0.8  # the README's reference overlap is 0.90
+    assert result["per_class"]["dog"] > 0.8  # the reference overlap is 0.90
     assert result["per_class"]["car"] is None
 
 

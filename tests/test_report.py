@@ -1,4 +1,4 @@
-"""`beam-seg report` and the ready SQL of README.md, on real pipeline output."""
+"""`beam-seg report` and the ready SQL of docs/analytics.md, on real pipeline output."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ LANES = DATA / "images" / "dashcam" / "lanes_solidWhiteCurve.jpg"
 INPUTS = [UDACITY, AACHEN_SEQ, PEOPLE, LANES]
 VIDEOS = [UDACITY, AACHEN_SEQ]
 FRANKFURT_DIR = DATA / "cityscapes" / "val" / "frankfurt"
-DOCS = ROOT / "README.md"
+DOCS = ROOT / "docs" / "analytics.md"
 SCREENSHOT_ENV = "BEAM_SEG_SCREENSHOT"  # a path (relative to the repo) to keep the screenshot
 
 
@@ -361,7 +361,7 @@ def test_a_large_run_reports_quickly(tmp_path):
     assert all(abs(v.mean() - 1 / 19) < 0.01 for v in series.fractions.values() if v.any())
 
 
-# --------------------------------------------------------------------------- README.md
+# --------------------------------------------------------------------------- docs/analytics.md
 
 
 def _blocks(language: str) -> list[str]:

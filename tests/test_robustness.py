@@ -242,7 +242,7 @@ def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     (["segment", "/no/such/video.mp4", "--output", "OUT"], "input not found"),
     (["segment", "/no/such/dir/*.mp4", "--output", "OUT"], "no files match"),
     (["segment", "IMG", "--output", "OUT", "--model", "nonexistent-model"], "unknown model"),
-    (["segment", "IMG", "--output", "BLOCKED/out"], "not writable"),
+    (["segment", "IMG", "--output", "BLOCKED/out"], "is a file, not a folder"),
     (["segment", "IMG", "--output", "OUT", "--alpha", "2"], "--alpha"),
     (["segment", "IMG", "--output", "OUT", "--every-nth-frame", "0"], "--every-nth-frame"),
     (["segment", "IMG"], "--output"),

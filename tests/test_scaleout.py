@@ -24,9 +24,10 @@ pytestmark = pytest.mark.real_model  # the second tier: runs the real model
 def test_output_frame_i_is_source_frame_i(tiny_model, tmp_path, vfr):
     source = make_index_video(tmp_path / "numbered.mp4", 47, fps="30000/1001", vfr=vfr)
     out = tmp_path / "out"
-    # alpha 0: the overlays are the decoded frames themselves, whatever the (tiny) model says
+    # alpha 0 and no legend: the video's frames are the decoded frames themselves, whatever
+    # the (tiny) model says
     assert segment([source], out, *tiny_model, "--segment-frames", "7", "--alpha", "0",
-                   "--overlay-format", "png") == 0
+                   "--overlay-format", "png", "--legend", "none") == 0
     iid = naming.input_id(str(source))
     result = out / "videos" / f"{iid}.mp4"
     assert [read_index(f) for f in decode_all(result)] == list(range(47))

@@ -141,7 +141,8 @@ def mixed(tmp_path_factory):
               "notes": src / "notes.txt", "garbage": src / "garbage.mp4", "text": src / "text.jpg",
               "truncated": _truncated(src), "poisoned": _encode(src / "poisoned.mp4", frames),
               "unwritable": unwritable}
-    cfg = RunConfig(output=str(tmp_path_factory.mktemp("out")), quality="fast", segment_frames=SEGMENT)
+    cfg = RunConfig(output=str(tmp_path_factory.mktemp("out")), quality="fast", segment_frames=SEGMENT,
+                    legend="none")  # the legend would cover the frame-index bars
     # a file where the still's label maps go: its first write fails
     blocker = Path(cfg.layout.label_png(_iid(unwritable), 0)).parent
     blocker.parent.mkdir(parents=True)
@@ -223,7 +224,8 @@ def test_a_rerun_resumes_finished_segments_without_decoding_them_again(mixed, tm
     maps of the others, deleted here, stay deleted, yet the input is complete, and the
     run's figures (what its summary prints) count 2 segments kept and 4 frames decoded."""
     inputs, first = mixed
-    cfg = RunConfig(output=str(tmp_path / "out"), quality="fast", segment_frames=SEGMENT)
+    cfg = RunConfig(output=str(tmp_path / "out"), quality="fast", segment_frames=SEGMENT,
+                    legend="none")  # the legend would cover the frame-index bars
     shutil.copytree(first.output, cfg.output)
     source = inputs["poisoned"]
     resumed = [i for i in range(FRAMES) if not SEGMENT <= i < 2 * SEGMENT]
@@ -242,7 +244,8 @@ def test_a_rerun_resumes_finished_segments_without_decoding_them_again(mixed, tm
 
 def test_temporal_fusion_writes_each_frame_once_in_order_and_never_its_context(tmp_path):
     clip = _encode(tmp_path / "clip.mp4", _panning_scene(FRAMES))
-    cfg = RunConfig(output=str(tmp_path / "out"), quality="fast", temporal=1, segment_frames=SEGMENT)
+    cfg = RunConfig(output=str(tmp_path / "out"), quality="fast", temporal=1, segment_frames=SEGMENT,
+                    legend="none")  # the legend would cover the frame-index bars
     with TestPipeline() as p:
         summaries = p | beam.Create([str(clip)]) | SegmentInputs(cfg, _handler(FakeScoresHandler, cfg))
         assert_that(summaries | beam.Map(lambda s: (s["frames"], s["errors"])), equal_to([(FRAMES, 0)]))

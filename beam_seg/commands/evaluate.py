@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from beam_seg import storage
-from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
+from beam_seg.commands.commands import ArgumentParser, UsageError, check_folder, run_command
 from beam_seg.commands.table import Coverage, open_coverage
 from beam_seg.labels import CITYSCAPES_ID_TO_TRAINID, IGNORE_ID, LabelSet
 from beam_seg.media.pixels import resize_nearest
@@ -116,9 +116,8 @@ def list_files(root: str) -> list[str]:
     """Every file under `root`, recursively, sorted (local walk, or a `**` match remotely)."""
     if not is_local(root):
         return storage.list_files(root.rstrip("/") + "/**")
+    check_folder(root, "ground-truth folder")
     path = local_path(root)
-    if not os.path.isdir(path):
-        raise UsageError(f"ground-truth directory {root!r} does not exist")
     found = []
     for folder, _, files in os.walk(path):
         found.extend(os.path.join(folder, f) for f in files)
@@ -261,8 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "(*_gtFine_labelTrainIds.png or *_gtFine_labelIds.png, matched by frame "
                     "name) or, for other label sets, <input stem>.png files of class ids. "
                     "Only image inputs are scored.")
-    parser.add_argument("--output", required=True, metavar="OUT",
-                        help="the output root of a `beam-seg segment` run")
+    parser.add_output()
     parser.add_argument("--ground-truth", required=True, metavar="DIR",
                         help="folder searched recursively for ground-truth PNGs")
     parser.add_argument("--json", metavar="FILE", help="also write the scores as JSON")

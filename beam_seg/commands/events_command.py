@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 
 from beam_seg import storage
-from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
+from beam_seg.commands.commands import ArgumentParser, UsageError, check_classes, run_command
 from beam_seg.commands.table import Coverage, open_coverage
 from beam_seg.commands.terminal import text_table
 from beam_seg.tables.events import EVENT_SCHEMA, EventSettings, derive_events, foxglove_json_lines
@@ -92,6 +92,7 @@ def _command(args: argparse.Namespace) -> int:
     overrides = {"enter": args.enter, "exit": args.exit, "min_duration_s": args.min_duration}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     with open_coverage(args.output) as cov:
+        check_classes(args.classes, [c for s in cov.label_sets.values() for c in s.column_names()])
         if overrides:
             try:
                 settings = dataclasses.replace(EventSettings(), **overrides)
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="beam-seg events",
         description="List a run's events (intervals in which a class is present in a video), "
                     "or export them as Foxglove Event JSON.")
-    parser.add_argument("output", metavar="OUT", help="the output root of a `beam-seg segment` run")
+    parser.add_output()
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help="table (default), csv, jsonl (one event per line) or foxglove "
                              "(one foxglove.Event JSON object per line)")

@@ -137,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "terminal, coverage-over-time plots and an HTML report in which each video "
                     "plays beside its timeline (default OUT/report/). Given two runs of the same "
                     "inputs (e.g. two models), one page shows them side by side.")
-    parser.add_argument("outputs", nargs="+", metavar="OUT",
-                        help="the output root of a `beam-seg segment` run; a second OUT compares "
-                             "the two runs")
+    parser.add_output(many=True)
     parser.add_argument("--html", metavar="FILE", help="where to write the HTML report "
                         "(default OUT/report/report.html, or OUT_A/report/compare.html)")
     parser.add_argument("--max-plots", type=int, default=50, metavar="N",

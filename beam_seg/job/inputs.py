@@ -126,7 +126,7 @@ def describe_differences(before: dict | None, now: dict) -> str:
     """'model: a -> b, quality: None -> fast' for the options an earlier run used differently."""
     if not before:
         return "options not recorded (made by an older beam-seg)"
-    diffs = [f"{name} {before.get(name)!r} -> {value!r}" for name, value in now.items()
+    diffs = [f"{name} {_shown(before, name)} -> {_shown(now, name)}" for name, value in now.items()
              if before.get(name) != value]
     return ", ".join(diffs) or "beam-seg version"
 
@@ -139,11 +139,18 @@ def _in_output_root(uri: str, root: str) -> bool:
     return real_root is not None and _inside(os.path.realpath(local_path(uri)), real_root)
 
 
-def plan_run(patterns: list[str], cfg: RunConfig) -> Plan:
+def _shown(options: dict, name: str) -> str:
+    """An option's value for a person: 'default' where it was left unset, never None."""
+    if name not in options:
+        return "(not recorded)"
+    return "default" if options[name] is None else repr(options[name])
+
+
+def plan_run(patterns: list[str], cfg: RunConfig, discovered: Discovered | None = None) -> Plan:
     """Inputs to do now. Inputs an earlier run finished with the same options are skipped;
     finished with other options, the run refuses (exit 2) unless --overwrite redoes them,
     so no output is ever silently stale."""
-    discovered = expand_inputs(patterns)
+    discovered = discovered or expand_inputs(patterns)
     inputs = [u for u in discovered.inputs if not _in_output_root(u, cfg.layout.root)]
     if not inputs:
         raise UsageError(f"every input is inside the output root {cfg.layout.root}")
@@ -195,6 +202,9 @@ def _outputs_gone(uri: str, cfg: RunConfig, present: set[str]) -> str | None:
 
 
 def check_output_writable(output: str) -> None:
+    in_the_way = _file_in_the_way(output)
+    if in_the_way:
+        raise UsageError(f"--output {output}: {in_the_way} is a file, not a folder")
     probe = storage.join(storage.absolute(output), ".beam_seg_write_check")
     try:
         storage.write_bytes(probe, b"ok")
@@ -204,3 +214,15 @@ def check_output_writable(output: str) -> None:
         if reason is not None:  # full, read-only or unreachable: not a usage error
             raise CannotWrite(f"cannot write to {output}: {reason}") from None
         raise UsageError(f"output {output} is not writable: {exc}") from None
+
+
+def _file_in_the_way(output: str) -> str | None:
+    """The local file at `output`, or at one of its parents, where a folder must be."""
+    if not storage.is_local(output):
+        return None
+    path = os.path.abspath(output)
+    while path != os.path.dirname(path):
+        if os.path.isfile(path):
+            return path
+        path = os.path.dirname(path)
+    return None

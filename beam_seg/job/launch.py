@@ -25,7 +25,7 @@ from beam_seg.job.exits import (
     CannotWrite,
     UsageError,
 )
-from beam_seg.job.inputs import Plan, check_output_writable, plan_run
+from beam_seg.job.inputs import Discovered, Plan, check_output_writable, expand_inputs, plan_run
 from beam_seg.job.lock import OutputLock
 from beam_seg.job.model_check import check_label_set
 from beam_seg.job.progress import ProgressWatcher
@@ -119,16 +119,17 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
     runner.tune_direct_runner(options, pipeline_args)
     resolved = resolve(cfg.model, cfg.labels)
     check_label_set(cfg.model, resolved, load_label_set(resolved.labels))
+    discovered = expand_inputs(inputs)  # a missing or empty input: exit 2 before OUT is made
     check_output_writable(cfg.output)
     with OutputLock(cfg.layout.root) as lock, stop.stop_writes_on_signal(  # one writer per root
             lambda: lock.release(join_s=0.5),
             lambda signum: interrupted_line(cfg, stop.signal_name(signum), command)):
-        return _launch_locked(cfg, inputs, options, resolved, started)
+        return _launch_locked(cfg, inputs, discovered, options, resolved, started)
 
 
-def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, resolved,
-                   started: float) -> int:
-    plan = plan_run(inputs, cfg)
+def _launch_locked(cfg: RunConfig, inputs: list[str], discovered: Discovered,
+                   options: PipelineOptions, resolved, started: float) -> int:
+    plan = plan_run(inputs, cfg, discovered)
     # only now: the run's checks have passed and it holds the lock, so no writer is in flight
     stale = storage.remove_stale_temps(cfg.layout.root)
     if stale:

@@ -4,7 +4,6 @@ worker spends its cores on the model, and a quiet console."""
 from __future__ import annotations
 
 import argparse
-import difflib
 import logging
 import os
 import sys
@@ -12,7 +11,7 @@ from dataclasses import dataclass
 
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from beam_seg.job.exits import UsageError
+from beam_seg.job.exits import UsageError, unknown_option
 
 log = logging.getLogger("beam_seg")
 
@@ -37,11 +36,8 @@ def check_pipeline_args(pipeline_args: list[str], own_options: list[str]) -> Non
             break
         if not arg.startswith("-"):
             raise UsageError(f"unexpected argument {arg!r} (inputs come before the options)")
-        name = arg.split("=", 1)[0]
         beam_names = [s for action in parser._actions for s in action.option_strings]
-        close = difflib.get_close_matches(name, own_options + beam_names, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        raise UsageError(f"unknown option {name}{hint}")
+        raise unknown_option(arg, own_options + beam_names)
 
 
 def check_runner(options: PipelineOptions) -> None:

@@ -103,6 +103,7 @@ def summarize(result, plan: Plan, cfg: RunConfig, seconds: float) -> dict:
     return {
         "inputs": len(plan.inputs) + len(plan.skipped),
         "processed": len(plan.inputs),
+        "videos_processed": sum(naming.kind_of(uri) == "video" for uri in plan.inputs),
         "skipped_already_done": len(plan.skipped),
         "source_changed": len(plan.changed),
         "segments_source_changed": _counter(result, "segments_source_changed"),
@@ -156,13 +157,27 @@ def summary_lines(summary: dict, cfg: RunConfig, model_name: str) -> list[str]:
                      f"pre/post-processing included)")
     lines += [f"{'warning' if i == 0 else '':12} {line}"
               for i, line in enumerate(summary.get("out_of_domain", []))]
-    lines += [
+    lines += output_lines(summary, cfg)
+    return lines
+
+
+def output_lines(summary: dict, cfg: RunConfig) -> list[str]:
+    """The output folders this run wrote to, and only those: videos/ and events/ only when it
+    processed a video."""
+    layout = cfg.layout
+    if not summary["processed"]:
+        return [f"outputs      {layout.root} (nothing new: every input was already done)"]
+    lines = [
         f"outputs      {layout.root}",
         "  labels/    label-map PNGs (palette PNG, pixel value = class id)",
         f"  overlays/  frames blended with label colours ({cfg.overlay_format})",
         f"  coverage/  Parquet table, one row per frame: {layout.coverage_glob()}",
-        "  videos/    segmented videos (H.264 mp4)",
     ]
+    if summary.get("videos_processed"):
+        legend = "" if cfg.legend == "none" else ", with a legend of the classes present"
+        lines += [f"  videos/    segmented videos (H.264 mp4{legend})",
+                  f"  events/    Parquet table, one row per interval a class is present: "
+                  f"{storage.join(layout.root, 'events', '*.parquet')}"]
     return lines
 
 

@@ -326,8 +326,24 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
                  settings: dict[str, InferenceSettings] | None = None, batch_size: int = 1,
                  large_model: bool = False, model_copies: int | None = None, interpreters: int = 1,
                  temporal: int = 0):
-        """`settings` maps an input kind ('image', 'video') to its inference settings;
-        `temporal` > 0: video frames are fused with their neighbours after inference."""
+        """A `RunInference` handler: `FrameInput(kind, rgb)` in, a `PredictionResult` whose
+        `inference` is a `Segmentation` (`.labels`: HxW uint8 class ids at source size) out.
+
+        Args:
+            model: a `REGISTRY` name, or a .tflite / SavedModel / frozen .pb / zoo .tar.gz path or URI.
+            labels: a non-registry model's label set (cityscapes|pascal|ade20k|FILE).
+            num_threads: threads per TFLite interpreter (None: the library's default).
+            settings: kind ('image', 'video') -> `InferenceSettings` (resize, sliding windows);
+                other kinds get one stretched pass.
+            batch_size: frames per batch, fixed; large_model, model_copies: Beam's own.
+            interpreters: TFLite interpreters per model, so that many threads infer at once.
+            temporal: K > 0 leaves video frames as scores (`labels` None) for fusion over K.
+
+        Example:
+            >>> handler = DeepLabModelHandler("cityscapes-edgetpu-slim")
+            >>> labels = (frames | RunInference(handler)                 # doctest: +SKIP
+            ...           | beam.Map(lambda result: result.inference.labels))
+        """
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=large_model, model_copies=model_copies)
         self._model_uri = model

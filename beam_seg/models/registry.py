@@ -296,6 +296,17 @@ def resolve(model: str, labels: str | None = None) -> ResolvedModel:
     A remote model (gs://, s3://, http(s)://) is downloaded once per machine into the
     cache (`BEAM_SEG_CACHE_DIR`); every later resolve on that machine, from any thread or
     process, reuses the copy.
+
+    Args:
+        model: a `REGISTRY` name, or a model file's path or URI.
+        labels: its label set when it is not in the registry (a built-in name or a file).
+
+    Returns:
+        A `ResolvedModel`: name, local path, format and label set.
+
+    Example:
+        >>> resolve("cityscapes-edgetpu-slim").labels                # doctest: +SKIP
+        'cityscapes'
     """
     spec = REGISTRY.get(model)
     if spec is not None:

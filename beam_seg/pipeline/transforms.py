@@ -254,7 +254,28 @@ def _by_input(record) -> tuple[str, object]:
 
 
 class SegmentInputs(beam.PTransform):
-    """Input URIs -> per-input summaries, with every output written under cfg.output."""
+    """Input URIs -> per-input summaries, with every output written under cfg.output.
+
+    The whole `beam-seg segment` job as one composite transform: plan each input into work
+    units, decode, infer, write each frame's label PNG, overlay and table row, encode the
+    segmented videos and finish each input (events, error records, done marker). Failures
+    of any step become error records under `cfg.output`, never a failed pipeline.
+
+    Args:
+        cfg: the run's options (`RunConfig(output=...)`; every `beam-seg segment` flag).
+        handler: the model handler that makes the label maps, normally
+            `DeepLabModelHandler(cfg.model, cfg.labels, settings=cfg.inference_settings(),
+            temporal=cfg.temporal_frames())`.
+
+    Returns:
+        A PCollection of one dict per input: `source_uri`, `input_id`, `frames`, `errors` …
+
+    Example:
+        >>> cfg = RunConfig(output="out", quality="fast")
+        >>> handler = DeepLabModelHandler(cfg.model, cfg.labels, settings=cfg.inference_settings())
+        >>> with beam.Pipeline() as p:                              # doctest: +SKIP
+        ...     _ = p | beam.Create(["clip.mp4"]) | SegmentInputs(cfg, handler)
+    """
 
     def __init__(self, cfg: RunConfig, handler: DeepLabModelHandler):
         super().__init__()

@@ -35,9 +35,13 @@ def write_frame_outputs(key: FrameKey, rgb: np.ndarray, ids: np.ndarray, cfg: Ru
     iid = key.unit.input_id
     storage.write_bytes(layout.label_png(iid, key.frame_index), render.label_png_bytes(ids, label_set))
     blended = render.overlay(rgb, ids, label_set.palette, cfg.alpha)
-    storage.write_bytes(layout.overlay(iid, key.frame_index, cfg.overlay_format),
-                        render.encode_image(blended, cfg.overlay_format))
     counts = coverage.class_counts(ids, label_set.num_classes)
+    picture = blended
+    if cfg.legend == "all":  # a copy: the segment video draws its own, steadier legend
+        picture = render.draw_legend(blended.copy(), render.legend_classes(
+            counts, label_set.num_classes), label_set.names, label_set.palette)
+    storage.write_bytes(layout.overlay(iid, key.frame_index, cfg.overlay_format),
+                        render.encode_image(picture, cfg.overlay_format))
     record = FrameRecord(key.frame_index, key.timestamp_s, int(ids.shape[1]), int(ids.shape[0]),
                          counts, regions.region_values(ids, counts, label_set, cfg.region_settings),
                          confidence, flicker)
@@ -54,27 +58,35 @@ class SegmentEncoder:
     segment simply has no video (its frames' other outputs are still written).
     """
 
-    def __init__(self, unit: WorkUnit, cfg: RunConfig):
+    def __init__(self, unit: WorkUnit, cfg: RunConfig, label_set: LabelSet):
         self.unit = unit
         self.uri = cfg.layout.segment_video(unit.input_id, unit.segment.index)
         self.error: str | None = None
         self._previous = -1
         self._tmp = storage.ScratchDir("beam_seg_seg_")
         info = unit.info
+        fps = info.fps / cfg.every_nth_frame
+        self._label_set = label_set
+        self._legend = (None if cfg.legend == "none" else render.LegendTracker(
+            label_set.num_classes, round(float(fps) * render.LEGEND_HOLD_S)))
         self._writer = video.VideoWriter(os.path.join(self._tmp.name, "segment.mp4"), info.width,
-                                         info.height, info.fps / cfg.every_nth_frame, info.sar)
+                                         info.height, fps, info.sar)
         try:
             storage.delete(self.uri)  # an earlier run's file must not stand in for this one
             self._writer.__enter__()
         except Exception as exc:  # any failure only costs this segment its video
             self._fail(exc)
 
-    def add(self, frame_index: int, overlay: np.ndarray) -> None:
+    def add(self, frame_index: int, overlay: np.ndarray, class_counts: np.ndarray) -> None:
+        """Encode one overlay (drawing the legend on it, in place: its file is written)."""
         if self.error:
             return
         try:
             if frame_index <= self._previous:
                 raise video.VideoError(f"frame {frame_index} arrived after frame {self._previous}")
+            if self._legend is not None:
+                render.draw_legend(overlay, self._legend.update(class_counts), self._label_set.names,
+                                   self._label_set.palette)
             self._writer.write(overlay)
             self._previous = frame_index
         except Exception as exc:
@@ -124,7 +136,7 @@ class UnitWriter:
         if unit.kind == "video":
             # an earlier run's marker must not vouch for what this run writes
             markers.delete_segment_marker(unit, cfg)
-            self.encoder = SegmentEncoder(unit, cfg)
+            self.encoder = SegmentEncoder(unit, cfg, label_set)
 
     @property
     def last_frame(self) -> int:
@@ -133,7 +145,7 @@ class UnitWriter:
     def add(self, record: FrameRecord, overlay: np.ndarray) -> None:
         self.records.append(record)
         if self.encoder is not None:
-            self.encoder.add(record.frame_index, overlay)
+            self.encoder.add(record.frame_index, overlay, record.class_counts)
 
     def finish(self) -> tuple[UnitWritten, list[ErrorRecord]]:
         """Close the video, write the coverage file, then the marker (the last write)."""

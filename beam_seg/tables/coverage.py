@@ -20,7 +20,7 @@ from beam_seg.labels import LabelSet
 from beam_seg.media.pixels import id_histogram
 from beam_seg.tables.regions import region_fields
 
-# Column -> (type, meaning). Documented in the README from this same table.
+# Column -> (type, meaning). Documented in docs/outputs.md from this same table.
 BASE_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("source_uri", pa.string(), "absolute URI of the input image or video"),
     ("input_id", pa.string(), "the input's output id (`<stem>-<hash8>`), names its files"),
@@ -44,6 +44,20 @@ IGNORE_COLUMN = "frac_ignore"
 
 
 def schema_for(label_set: LabelSet) -> pa.Schema:
+    """The Arrow schema of the coverage table for one label set (`beam_seg.coverage_schema`).
+
+    Args:
+        label_set: the run's label set (e.g. `beam_seg.CITYSCAPES`).
+
+    Returns:
+        The identifying columns, one `frac_<class>` per class, `frac_ignore`, then the region
+        and object columns; the metadata holds `label_set` and the tab-joined `class_names`.
+
+    Example:
+        >>> from beam_seg.labels import CITYSCAPES
+        >>> schema_for(CITYSCAPES).field("frac_traffic_light").type
+        DataType(double)
+    """
     fields = [pa.field(name, dtype) for name, dtype, _ in BASE_COLUMNS]
     fields += [pa.field(FRACTION_PREFIX + c, pa.float64()) for c in label_set.column_names()]
     fields.append(pa.field(IGNORE_COLUMN, pa.float64()))
