@@ -17,6 +17,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from beam_seg.media.pixels import resize_linear, resize_nearest
 from beam_seg.models import InputSpec, Model, load_label_set, load_model, resolve
+from beam_seg.models.anysize import SizePreset, score_any_size
 from beam_seg.models.loaders import ModelInfo
 from beam_seg.models.scores import ScoreGrid, labels_from_scores, mean_grid, softmax
 from beam_seg.models.tiling import (
@@ -78,10 +79,12 @@ def labels_to_source(ids: np.ndarray, placement: Placement, width: int, height: 
 @dataclass(frozen=True)
 class InferenceSettings:
     """How frames meet the model: one resized pass, or sliding windows (`tiles`: one
-    working scale, or a `Preset` of several chosen from the source size)."""
+    working scale, or a `Preset` of several chosen from the source size). `sizes`: the
+    working sizes of models that take any size (None: the source's own size)."""
 
     resize_mode: str = "stretch"
     tiles: TileSettings | Preset | None = None
+    sizes: SizePreset | None = None
 
 
 QUALITY_PRESETS: dict[str, Preset | None] = {
@@ -220,6 +223,9 @@ def score_frame(model: Model, frame: np.ndarray, settings: InferenceSettings,
     """A frame through every working scale of its settings, averaged (scores models)."""
     height, width = frame.shape[:2]
     spec = info.input_spec
+    if not spec.fixed_size and settings.sizes is not None:
+        grid, raster = score_any_size(model, frame, settings.sizes, info)
+        return Segmentation(None, grid, raster)
     tiles = settings.tiles if spec.fixed_size else None
     scales = tiles.scales(width, height, spec.width, spec.height) if isinstance(tiles, Preset) else [tiles]
     grids, rasters = [], []
