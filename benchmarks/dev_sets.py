@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from beam_seg.analytics.evaluate import confusion_matrix, scores  # noqa: E402
 from beam_seg.labels import BUILTIN  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve  # noqa: E402
-from beam_seg.models.anysize import SIZE_PRESETS  # noqa: E402
+from beam_seg.models.anysize import SIZE_PRESETS, SizePreset  # noqa: E402
 from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, segment_frames  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
@@ -73,14 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default="bdd100k,kitti,cityscapes-val,aachen")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--try", dest="trial", action="append", default=[], metavar="SCALES[:flip]",
+                        help="also score a candidate any-size preset, e.g. 1,1.25:flip")
     args = parser.parse_args(argv)
     resolved = resolve(args.model)
     model = load_model(resolved, args.threads, 1, load_label_set(resolved.labels).num_classes)
     results: dict = {"model": args.model, "presets": {}}
-    for preset in args.presets.split(","):
+    candidates = {p: settings_for(p) for p in args.presets.split(",") if p}
+    for trial in args.trial:
+        scales, _, flip = trial.partition(":")
+        candidates[trial] = InferenceSettings(sizes=SizePreset(
+            tuple(float(v) for v in scales.split(",")), flip=flip == "flip"))
+    for preset, settings in candidates.items():
         row = results["presets"][preset] = {}
         for set_name in args.sets.split(","):
-            value, seconds = miou(model, settings_for(preset), set_name)
+            value, seconds = miou(model, settings, set_name)
             row[set_name] = {"miou": round(value, 4), "s_per_frame": round(seconds, 3)}
             print(f"{args.model} {preset:9} {set_name:15} mIoU {value:.4f}  {seconds:.2f} s/frame",
                   flush=True)

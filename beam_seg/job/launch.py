@@ -30,6 +30,7 @@ from beam_seg.job.progress import ProgressWatcher
 from beam_seg.job.summary import failed_inputs, print_failures, print_summary, summarize
 from beam_seg.models import ModelNotFoundError, load_label_set, resolve
 from beam_seg.models.inference import DeepLabModelHandler
+from beam_seg.models.onnx_runtime import load_io_override, parse_providers
 from beam_seg.pipeline.markers import clear_done_markers
 from beam_seg.pipeline.transforms import SegmentInputs
 
@@ -97,10 +98,24 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
     runner.check_runner(options)
     runner.tune_direct_runner(options, pipeline_args)
     resolved = resolve(cfg.model, cfg.labels)
-    load_label_set(resolved.labels)
+    label_set = load_label_set(resolved.labels)
+    check_onnx(cfg, resolved, label_set.num_classes)
     check_output_writable(cfg.output)
     with OutputLock(cfg.layout.root):  # one writer per output root
         return _launch_locked(cfg, inputs, options, resolved, started)
+
+
+def check_onnx(cfg: RunConfig, resolved, num_classes: int) -> None:
+    """An ONNX model is loaded once at launch, so that a description it does not fit (no score
+    output, an unknown layout, a size it refuses) or a missing provider is said in one line
+    before any work starts."""
+    providers = parse_providers(cfg.onnx_providers)
+    io = load_io_override(cfg.onnx_spec)
+    if resolved.format != "onnx":
+        return
+    from beam_seg.models import load_model
+
+    load_model(resolved, 1, 1, num_classes, providers, io)
 
 
 def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, resolved,
@@ -122,7 +137,8 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], options: PipelineOptions, 
     handler = DeepLabModelHandler(
         cfg.model, cfg.labels, layout.threads, cfg.inference_settings(),
         batch_size=cfg.batch_size, large_model=cfg.large_model, model_copies=cfg.model_copies,
-        interpreters=layout.interpreters, temporal=cfg.temporal_frames())
+        interpreters=layout.interpreters, temporal=cfg.temporal_frames(),
+        onnx_providers=parse_providers(cfg.onnx_providers), onnx_io=load_io_override(cfg.onnx_spec))
     result = _run_pipeline(plan, cfg, handler, options) if plan.inputs else None
     summary = summarize(result, plan, cfg, time.monotonic() - started)
     print_failures(failed_inputs(plan, cfg))

@@ -45,7 +45,7 @@ class SizePreset:
 
 
 def _round_to(length: float, multiple: int) -> int:
-    return max(multiple, int(round(length / multiple)) * multiple)
+    return max(multiple, round(length / multiple) * multiple)
 
 
 def score_any_size(model: Model, frame: np.ndarray, preset: SizePreset,

@@ -331,9 +331,12 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
     def __init__(self, model: str, labels: str | None = None, num_threads: int | None = None,
                  settings: dict[str, InferenceSettings] | None = None, batch_size: int = 1,
                  large_model: bool = False, model_copies: int | None = None, interpreters: int = 1,
-                 temporal: int = 0):
+                 temporal: int = 0, onnx_providers: tuple[str, ...] = (),
+                 onnx_io: dict | None = None):
         """`settings` maps an input kind ('image', 'video') to its inference settings;
-        `temporal` > 0: video frames are fused with their neighbours after inference."""
+        `temporal` > 0: video frames are fused with their neighbours after inference.
+        `onnx_providers`/`onnx_io`: an ONNX model's execution providers and the description
+        of its tensors over its own (`models.onnx_runtime`)."""
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
                          large_model=large_model, model_copies=model_copies)
         self._model_uri = model
@@ -342,11 +345,14 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
         self._interpreters = interpreters
         self.settings = settings or {}
         self.temporal = temporal
+        self._onnx_providers = onnx_providers
+        self._onnx_io = onnx_io
 
     def load_model(self) -> Model:
         resolved = resolve(self._model_uri, self._labels)
         return load_model(resolved, self._num_threads, self._interpreters,
-                          load_label_set(resolved.labels).num_classes)
+                          load_label_set(resolved.labels).num_classes,
+                          self._onnx_providers, self._onnx_io)
 
     def run_inference(self, batch: Sequence[FrameInput], model: Model,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:

@@ -75,7 +75,7 @@ def choose_providers(requested: tuple[str, ...], available: list[str]) -> tuple[
     if missing:
         message = (f"ONNX Runtime here has no {', '.join(missing)} (install onnxruntime-gpu and "
                    f"the CUDA libraries for GPUs): running on {chosen[0] if chosen else 'the CPU'}")
-    return chosen + [PROVIDERS["cpu"]], message
+    return [*chosen, PROVIDERS["cpu"]], message
 
 
 def load_io_override(value: str | None) -> dict | None:
@@ -186,7 +186,7 @@ def session_options(threads: int):
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: its warnings name nodes, not user actions
+    options.log_severity_level = 4  # fatal only: a refused size is reported by us, in one line
     return options
 
 
@@ -194,7 +194,7 @@ def probe_size(spec: InputSpec) -> tuple[int, int]:
     """The smallest input the size rule allows beyond a single cell (cheap to run)."""
     if spec.fixed_size:
         return spec.height, spec.width
-    return 2 * spec.multiple, 2 * spec.multiple
+    return 3 * spec.multiple, 3 * spec.multiple
 
 
 class OnnxModel(Model):
