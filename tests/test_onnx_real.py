@@ -3,21 +3,27 @@ and one cheap end-to-end run (video + still, worker processes, temporal fusion, 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from beam_seg import storage
 from beam_seg.config import RunConfig
 from beam_seg.labels import CITYSCAPES
+from beam_seg.media.render import read_label_png
 from beam_seg.models import load_label_set, load_model, resolve
 from beam_seg.models.inference import segment_frames
+from beam_seg.models.registry import EFFICIENTVIT_IO
 
+import gcs_emulator
 from cli_runs import finished_run
 from conftest import DATA, ROOT
-from pipeline_helpers import coverage, label_maps
+from pipeline_helpers import coverage, label_maps, segment
 
 pytestmark = pytest.mark.real_model
 
@@ -80,3 +86,21 @@ def test_b0_run_resumes_and_reports(b0_run):
     assert proc.returncode == 0, proc.stderr
     html = (run.out / "report" / "report.html").read_text()
     assert B0 in html
+
+
+def test_a_users_onnx_with_its_sidecar_on_a_bucket_segments_a_bucket(tmp_path, b0, monkeypatch):
+    """gs:// all the way: the model and its sidecar description, the input and the outputs."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    still = DATA / "cityscapes" / "val" / "frankfurt" / "frankfurt_000000_000294_leftImg8bit.png"
+    with gcs_emulator.running(tmp_path / "gcs") as gcs:
+        model = gcs.upload(resolve(B0).path, gcs.uri("models", "b0.onnx"))
+        storage.write_bytes(model + ".json", json.dumps(EFFICIENTVIT_IO).encode())
+        source = gcs.upload(still, gcs.uri("in", still.name))
+        assert segment([source], gcs.uri("out"), "--model", model, "--labels", "cityscapes",
+                       "--quality", "fast") == 0
+        (png,) = storage.list_files(gcs.uri("out", "labels") + "/**.png")
+        remote = read_label_png(storage.read_bytes(png))
+    (expected,) = segment_frames(b0, [np.asarray(Image.open(still).convert("RGB"))],
+                                 fast_still_settings())
+    np.testing.assert_array_equal(remote, expected)
