@@ -31,7 +31,6 @@ from beam_seg.models import DEFAULT_MODEL  # noqa: E402
 DEFAULT_VARIANTS = (
     f"default fast={DEFAULT_MODEL}",
     "efficientvit-b0 fast=efficientvit-b0-cityscapes",
-    "efficientvit-b0-int8 fast=efficientvit-b0-cityscapes-int8",
 )
 
 

@@ -133,15 +133,6 @@ REGISTRY: dict[str, ModelSpec] = {
             "(multiples of 32; 75.65% mIoU val)",
             io=EFFICIENTVIT_IO, how_to_get=EFFICIENTVIT_HOW,
         ),
-        ModelSpec(
-            "efficientvit-b0-cityscapes-int8",
-            "efficientvit_seg_b0_cityscapes_int8.onnx",
-            None, None, "onnx", "cityscapes",
-            "EfficientViT-Seg-B0 statically quantised to int8 (QDQ, per channel), built locally "
-            "from the float model",
-            io=EFFICIENTVIT_IO,
-            how_to_get="build it into the cache with `python -m beam_seg.models.quantize`",
-        ),
     ]
 }
 
