@@ -66,6 +66,7 @@ def compare(clip_x1: Path, clip_x3: Path, variants: list[str], scratch: Path,
             p1 = run_pipeline(clip_x1, base / "x1", args)
             p3 = run_pipeline(clip_x3, base / "x3", args)
             runs[label].append(1000 * (p3["seconds"] - p1["seconds"]) / (n3 - n1))
+            print(f"[models] {label}: {runs[label][-1]:.1f} ms per frame", file=sys.stderr, flush=True)
             shutil.rmtree(base, ignore_errors=True)
     first = statistics.median(runs[parsed[0][0]])
     return {label: {"model": model, "options": extra,

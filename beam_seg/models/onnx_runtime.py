@@ -41,6 +41,16 @@ INPUT_KEYS = {"name", "layout", "size", "multiple", "dtype", "scale", "offset", 
 OUTPUT_KEYS = {"name", "layout", "align_corners"}
 
 
+_said: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    """A warning once per process: the launcher and the workers of a local run share one."""
+    if message not in _said:
+        _said.add(message)
+        log.warning("%s", message)
+
+
 class OnnxModelError(ModelNotFoundError):
     """An ONNX model or description beam_seg cannot use (one line, exit 2 at launch)."""
 
@@ -217,7 +227,7 @@ class OnnxModel(Model):
         chosen, message = choose_providers(providers or (PROVIDERS["cpu"],),
                                            ort.get_available_providers())
         if message:
-            log.warning("%s: %s", name, message)
+            warn_once(f"{name}: {message}")
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
         try:
             sessions = [ort.InferenceSession(content, sess_options=session_options(num_threads),
@@ -226,8 +236,8 @@ class OnnxModel(Model):
             raise OnnxModelError(f"{name}: ONNX Runtime cannot load it: {_first_line(exc)}") from None
         self.providers = sessions[0].get_providers()
         if self.providers[0] != chosen[0]:
-            log.warning("%s: %s did not start (no usable GPU?): running on %s", name, chosen[0],
-                        self.providers[0])
+            warn_once(f"{name}: {chosen[0]} did not start (no usable GPU?): running on "
+                      f"{self.providers[0]}")
         self.io = describe_io(sessions[0].get_inputs(), sessions[0].get_outputs(), io, name)
         self.input_spec = self.io.input_spec
         self.outputs_logits = True
