@@ -79,7 +79,7 @@ def test_working_sizes_follow_the_source_and_the_rule():
     assert all(w % 32 == 0 and h % 32 == 0 for w, h in preset.sizes(1224, 370, 32))
     wide = SizePreset(scales=(1.0, 1.5), wide_max_scale=1.25)
     assert wide.sizes(1224, 370, 32) == [(1696, 512)]  # 3.3:1: no 1.5 pass
-    assert wide.sizes(1280, 720, 32) == [(1280, 704), (1920, 1056)]
+    assert wide.sizes(1280, 720, 32) == [(1280, 704), (1920, 1088)]
 
 
 def test_nhwc_fixed_size_uint8_model_needs_no_description(tmp_path):
