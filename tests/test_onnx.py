@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from beam_seg.job.launch import run
 from beam_seg.models import load_model, onnx_runtime, resolve
 from beam_seg.models.anysize import SizePreset
 from beam_seg.models.inference import InferenceSettings, segment_frames
@@ -21,7 +21,6 @@ from beam_seg.models.onnx_runtime import (
     parse_providers,
 )
 
-from conftest import ROOT
 from tiny_models import (
     build_onnx_ids_only,
     build_onnx_nchw,
@@ -147,17 +146,15 @@ def test_providers_fall_back_to_the_cpu_with_one_line(tmp_path, caplog, monkeypa
     assert len(lines) == 1 and "\n" not in lines[0]
 
 
-def test_cli_refuses_a_model_without_scores_in_one_line(tmp_path):
+def test_cli_refuses_a_model_without_scores_in_one_line(tmp_path, capsys):
     path = build_onnx_ids_only(tmp_path)
     _sidecar(path, **UNIT)
     still = tmp_path / "still.png"
-    from PIL import Image
-
     Image.fromarray(_red_left_frame(64, 32)).save(still)
-    proc = subprocess.run([sys.executable, "-m", "beam_seg.cli", "segment", str(still), "--model",
-                           str(path), "--labels", "cityscapes", "--output", str(tmp_path / "out")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and "no score output" in errors[0], proc.stderr
-    assert "Traceback" not in proc.stderr
+    code = run([str(still), "--model", str(path), "--labels", "cityscapes", "--output",
+                str(tmp_path / "out")], save_main_session=False)
+    err = capsys.readouterr().err
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "no score output" in errors[0], err
+    assert not (tmp_path / "out").exists()  # refused before any work
