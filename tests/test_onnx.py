@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from beam_seg.job.launch import run
-from beam_seg.models import load_model, onnx_runtime, resolve
+from beam_seg.models import ModelNotFoundError, load_model, onnx_runtime, resolve
 from beam_seg.models.anysize import SizePreset
 from beam_seg.models.inference import InferenceSettings, segment_frames
 from beam_seg.models.onnx_runtime import (
@@ -158,3 +158,10 @@ def test_cli_refuses_a_model_without_scores_in_one_line(tmp_path, capsys):
     errors = [line for line in err.splitlines() if line.strip()]
     assert len(errors) == 1 and "no score output" in errors[0], err
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_b0_without_a_mirror_says_how_to_get_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("BEAM_SEG_MODEL_DIR", raising=False)
+    monkeypatch.setenv("BEAM_SEG_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelNotFoundError, match="not published: export it from the authors'"):
+        resolve("efficientvit-b0-cityscapes")

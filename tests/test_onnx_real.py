@@ -18,7 +18,7 @@ from beam_seg.labels import CITYSCAPES
 from beam_seg.media.render import read_label_png
 from beam_seg.models import load_label_set, load_model, resolve
 from beam_seg.models.inference import segment_frames
-from beam_seg.models.registry import EFFICIENTVIT_IO
+from beam_seg.models.registry import EFFICIENTVIT_IO, REGISTRY, sha256_of
 
 import gcs_emulator
 from cli_runs import finished_run
@@ -41,6 +41,10 @@ def b0():
 
 def fast_still_settings():
     return RunConfig(output="unused", model=B0, quality="fast").inference_settings()["image"]
+
+
+def test_the_shared_b0_file_is_the_one_the_registry_pins():
+    assert sha256_of(resolve(B0).path) == REGISTRY[B0].sha256
 
 
 def test_b0_at_fast_labels_the_clear_sky_of_a_us_dashcam_still(b0):
