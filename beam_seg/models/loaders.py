@@ -50,7 +50,10 @@ class InputSpec:
         mean = np.asarray(self.mean if self.mean is not None else (0.0,) * 3, np.float32)
         std = np.asarray(self.std if self.std is not None else (1.0,) * 3, np.float32)
         gain, bias = np.float32(self.scale) / std, (np.float32(self.offset) - mean) / std
-        return rgb.astype(np.float32) * gain + bias
+        encoded = rgb.astype(np.float32)
+        encoded *= gain  # in place: a full-HD float frame is 25 MB
+        encoded += bias
+        return encoded
 
 
 DEEPLAB_FLOAT = dict(scale=1 / 127.5, offset=-1.0)  # DeepLab's x/127.5 - 1
