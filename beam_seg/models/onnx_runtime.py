@@ -212,9 +212,11 @@ class OnnxModel(Model):
 
     `InferenceSession.run` is thread-safe, yet one session's intra-op threads meet after every
     node like XNNPACK's, so (as for TFLite, see `TFLiteModel`) several single-thread sessions
-    side by side keep the cores busier when decoding and writing share them. Measured on
-    2 cores with the udacity clip (B0 at `fast`, 544x960, every output written, median of
-    3 interleaved runs): see docs/models.md, "Session layout".
+    side by side keep the cores busier, and the pipeline's default layout (one single-thread
+    session per DirectRunner thread) is kept. B0 at `fast` on udacity frames (544x960), two
+    threads segmenting, pre- and post-processing included, 4 interleaved rounds on 2 shared
+    cores: 2.41 frames/s for two 1-thread sessions, 1.47 for one 2-thread session (medians;
+    the whole pipeline, 3 runs each: 339 against 378 ms per frame). docs/models.md has more.
     """
 
     def __init__(self, path: str, name: str, io: dict | None, num_threads: int = 1,
