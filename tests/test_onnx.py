@@ -165,3 +165,13 @@ def test_b0_without_a_mirror_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setenv("BEAM_SEG_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(ModelNotFoundError, match="not published: export it from the authors'"):
         resolve("efficientvit-b0-cityscapes")
+
+
+def test_onnx_spec_on_a_tflite_model_is_refused_in_one_line(tmp_path, capsys):
+    still = tmp_path / "still.png"
+    Image.fromarray(_red_left_frame(64, 32)).save(still)
+    code = run([str(still), "--onnx-spec", '{"input": {}}', "--output", str(tmp_path / "out")],
+               save_main_session=False)
+    err = capsys.readouterr().err
+    assert code == 2 and "--onnx-spec describes ONNX models" in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1

@@ -112,6 +112,11 @@ def check_onnx(cfg: RunConfig, resolved, num_classes: int) -> None:
     providers = parse_providers(cfg.onnx_providers)
     io = load_io_override(cfg.onnx_spec)
     if resolved.format != "onnx":
+        if io is not None:
+            raise UsageError(f"--onnx-spec describes ONNX models; {resolved.name} is {resolved.format}")
+        if cfg.onnx_providers != "cpu":
+            log.warning("beam-seg: --onnx-providers applies to ONNX models; %s runs on the CPU",
+                        resolved.name)
         return
     from beam_seg.models import load_model
 
