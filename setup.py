@@ -19,12 +19,14 @@ RUNTIME = [
     "duckdb>=1.1",
     "matplotlib>=3.8",
     "tqdm>=4.66",  # the live progress bar on a terminal
+    "onnxruntime>=1.17",  # the second runtime: ONNX models such as EfficientViT-Seg-B0 (CPU build)
 ]
 # TensorFlow is only needed for SavedModel and frozen-graph models; TFLite runs without it.
 TENSORFLOW = ["tensorflow>=2.16"]
 # playwright drives the system Chromium (`make install` apt-installs it) in the report's
 # browser test; it never downloads a browser of its own here.
-DEV = ["pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "gcp-storage-emulator>=2024.8", "playwright>=1.45"]
+# onnx builds the tests' tiny ONNX models and the int8 model (python -m beam_seg.models.quantize).
+DEV = ["onnx>=1.15", "pytest>=8", "pytest-xdist>=3.5", "ruff>=0.6", "gcp-storage-emulator>=2024.8", "playwright>=1.45"]
 
 setup(
     name="beam_seg",

@@ -36,7 +36,7 @@ def models_main(argv: list[str]) -> int:
     for spec in REGISTRY.values():
         mark = "*" if spec.name == DEFAULT_MODEL else " "
         print(f"{mark} {spec.name:28} {spec.format:12} {spec.labels:34} {spec.description}")
-        print(f"    {spec.url}")
+        print(f"    {spec.url or '(no URL: ' + (spec.how_to_get or 'none known') + ')'}")
         print(f"    sha256 {spec.sha256 or '(not pinned: the download is not verified)'}")
     print("\n* default. Offline mirror: set BEAM_SEG_MODEL_DIR to a directory holding these files.")
     return 0

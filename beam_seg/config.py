@@ -20,6 +20,7 @@ from typing import Any
 from beam_seg import __version__, naming
 from beam_seg.media import images, render
 from beam_seg.models import DEFAULT_MODEL
+from beam_seg.models.anysize import SIZE_PRESETS, SizePreset
 from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
 from beam_seg.models.tiling import Preset, TileSettings
 from beam_seg.tables.events import EventSettings
@@ -108,7 +109,14 @@ class RunConfig:
     output: str = option(None, "output root directory or URI (local, gs://, s3://)",
                          shapes_output=False, metavar="OUT", required=True)
     model: str = option(DEFAULT_MODEL, "registry name (see `beam-seg models`) or a .tflite / "
-                        "SavedModel / frozen-graph path or URI", shapes_output=True)
+                        ".onnx / SavedModel / frozen-graph path or URI", shapes_output=True)
+    onnx_spec: str | None = option(None, "an ONNX model's input/output description, over its "
+                                   "sidecar MODEL.onnx.json: a JSON file or inline JSON "
+                                   "(see docs/models.md)", shapes_output=True, metavar="JSON")
+    onnx_providers: str = option("cpu", "ONNX Runtime execution providers in order of "
+                                 "preference: cpu, cuda, tensorrt (comma-separated; the CPU is "
+                                 "always the last resort)", shapes_output=False,
+                                 metavar="LIST")
     labels: str | None = option(None, "label set of a model outside the registry: "
                                 "cityscapes|pascal|ade20k|FILE (default: the model's)",
                                 shapes_output=True)
@@ -244,8 +252,14 @@ class RunConfig:
             return self.temporal
         return TEMPORAL_PRESETS[self.preset("video")]
 
+    def size_settings(self, kind: str) -> SizePreset:
+        """Working sizes of a model that takes any size (the window knobs do not apply)."""
+        sizes = SIZE_PRESETS[self.preset(kind)]
+        return dataclasses.replace(sizes, flip=True) if self.flip else sizes
+
     def inference_settings(self) -> dict[str, InferenceSettings]:
-        return {kind: InferenceSettings(self.resize_mode, self.tile_settings(kind))
+        return {kind: InferenceSettings(self.resize_mode, self.tile_settings(kind),
+                                        self.size_settings(kind))
                 for kind in ("image", "video")}
 
 

@@ -19,6 +19,7 @@ OTHER_VALUES = {
     "max_image_pixels": 1000, "batch_size": 4, "threads": 3, "interpreters": 2, "large_model": True,
     "model_copies": 2, "overwrite": True, "verbose": True, "progress_dir": "/tmp/progress",
     "storage_deadline": 5.0,
+    "onnx_spec": "{\"input\": {\"multiple\": 16}}", "onnx_providers": "cuda",
     "temporal": 2, "legend": "none",
     "roi": "0,0.5 1,0.5 1,1 0,1", "min_object_area": 0.001, "event_enter": 0.01,
     "event_exit": 0.001, "event_min_duration": 1.0,

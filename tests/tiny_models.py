@@ -74,3 +74,93 @@ def build_tflite(directory: Path, size: int = 64, channels: int = 19) -> Path:
     path = directory / "tiny.tflite"
     path.write_bytes(converter.convert())
     return path
+
+
+# --------------------------------------------------------------------------- ONNX (onnx.helper)
+
+ONNX_CLASSES = 19
+
+
+def _onnx_save(graph, path: Path) -> Path:
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # what onnxruntime >= 1.14 reads
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _red_logits_weights() -> tuple[np.ndarray, np.ndarray]:
+    """A 1x1 convolution over normalised RGB (x/255) whose argmax is the module's rule:
+    class CAR scores red - 0.5, road scores 0, every other class -10."""
+    weight = np.zeros((ONNX_CLASSES, 3), np.float32)
+    bias = np.full(ONNX_CLASSES, -10.0, np.float32)
+    weight[CAR, 0], bias[CAR], bias[0] = 1.0, -0.5, 0.0
+    return weight, bias
+
+
+def build_onnx_nchw(directory: Path, multiple: int = 8, stride: int = 2) -> Path:
+    """Float NCHW of any size -> NCHW logits at `stride`. Its sides must be multiples of
+    `multiple`: a max-pool by `multiple` upsampled back is added to the scores, which only
+    lines up when the size divides (ONNX Runtime refuses every other size)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight, bias = _red_logits_weights()
+    nodes = [
+        helper.make_node("Conv", ["input", "w", "b"], ["full"]),
+        helper.make_node("MaxPool", ["full"], ["coarse"], kernel_shape=[multiple, multiple],
+                         strides=[multiple, multiple]),
+        helper.make_node("Mul", ["coarse", "zero"], ["nothing"]),
+        helper.make_node("Resize", ["nothing", "", "up"], ["aligned"], mode="nearest"),
+        helper.make_node("Add", ["full", "aligned"], ["checked"]),
+        helper.make_node("AveragePool", ["checked"], ["logits"], kernel_shape=[stride, stride],
+                         strides=[stride, stride]),
+    ]
+    inits = [numpy_helper.from_array(weight[:, :, None, None], "w"),
+             numpy_helper.from_array(bias, "b"),
+             numpy_helper.from_array(np.zeros(1, np.float32), "zero"),
+             numpy_helper.from_array(np.array([1, 1, multiple, multiple], np.float32), "up")]
+    graph = helper.make_graph(
+        nodes, "tiny_nchw",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", ONNX_CLASSES, "sh", "sw"])],
+        inits)
+    return _onnx_save(graph, directory / "tiny_nchw.onnx")
+
+
+def build_onnx_nhwc(directory: Path, size: int = 64) -> Path:
+    """uint8 NHWC of a fixed size (raw 0..255 in) -> NHWC logits at full resolution."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight, bias = _red_logits_weights()
+    nodes = [
+        helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["pixels", "inv255"], ["unit"]),
+        helper.make_node("MatMul", ["unit", "w"], ["linear"]),
+        helper.make_node("Add", ["linear", "b"], ["scores"]),
+    ]
+    inits = [numpy_helper.from_array(weight.T.copy(), "w"), numpy_helper.from_array(bias, "b"),
+             numpy_helper.from_array(np.array(1 / 255, np.float32), "inv255")]
+    graph = helper.make_graph(
+        nodes, "tiny_nhwc",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, size, size, 3])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, size, size, ONNX_CLASSES])],
+        inits)
+    return _onnx_save(graph, directory / "tiny_nhwc.onnx")
+
+
+def build_onnx_ids_only(directory: Path) -> Path:
+    """Float NCHW -> an ArgMax map of class ids (no scores): a model beam_seg must refuse."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight, bias = _red_logits_weights()
+    nodes = [helper.make_node("Conv", ["input", "w", "b"], ["full"]),
+             helper.make_node("ArgMax", ["full"], ["ids"], axis=1, keepdims=0)]
+    inits = [numpy_helper.from_array(weight[:, :, None, None], "w"), numpy_helper.from_array(bias, "b")]
+    graph = helper.make_graph(
+        nodes, "tiny_ids",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", "h", "w"])], inits)
+    return _onnx_save(graph, directory / "tiny_ids.onnx")

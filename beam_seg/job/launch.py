@@ -32,6 +32,7 @@ from beam_seg.job.progress import ProgressWatcher
 from beam_seg.job.summary import failed_inputs, print_failures, print_summary, summarize
 from beam_seg.models import ModelNotFoundError, load_label_set, resolve
 from beam_seg.models.inference import DeepLabModelHandler
+from beam_seg.models.onnx_runtime import load_io_override, parse_providers
 from beam_seg.pipeline.markers import clear_done_markers
 from beam_seg.pipeline.transforms import SegmentInputs
 
@@ -118,13 +119,33 @@ def _launch(cfg: RunConfig, inputs: list[str], pipeline_args: list[str],
     runner.check_runner(options)
     runner.tune_direct_runner(options, pipeline_args)
     resolved = resolve(cfg.model, cfg.labels)
-    check_label_set(cfg.model, resolved, load_label_set(resolved.labels))
+    label_set = load_label_set(resolved.labels)
+    check_label_set(cfg.model, resolved, label_set)
+    check_onnx(cfg, resolved, label_set.num_classes)
     discovered = expand_inputs(inputs)  # a missing or empty input: exit 2 before OUT is made
     check_output_writable(cfg.output)
     with OutputLock(cfg.layout.root) as lock, stop.stop_writes_on_signal(  # one writer per root
             lambda: lock.release(join_s=0.5),
             lambda signum: interrupted_line(cfg, stop.signal_name(signum), command)):
         return _launch_locked(cfg, inputs, discovered, options, resolved, started)
+
+
+def check_onnx(cfg: RunConfig, resolved, num_classes: int) -> None:
+    """An ONNX model is loaded once at launch, so that a description it does not fit (no score
+    output, an unknown layout, a size it refuses) or a missing provider is said in one line
+    before any work starts."""
+    providers = parse_providers(cfg.onnx_providers)
+    io = load_io_override(cfg.onnx_spec)
+    if resolved.format != "onnx":
+        if io is not None:
+            raise UsageError(f"--onnx-spec describes ONNX models; {resolved.name} is {resolved.format}")
+        if cfg.onnx_providers != "cpu":
+            log.warning("beam-seg: --onnx-providers applies to ONNX models; %s runs on the CPU",
+                        resolved.name)
+        return
+    from beam_seg.models import load_model
+
+    load_model(resolved, 1, 1, num_classes, providers, io)
 
 
 def _launch_locked(cfg: RunConfig, inputs: list[str], discovered: Discovered,
@@ -152,7 +173,8 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], discovered: Discovered,
     handler = DeepLabModelHandler(
         cfg.model, cfg.labels, layout.threads, cfg.inference_settings(),
         batch_size=cfg.batch_size, large_model=cfg.large_model, model_copies=cfg.model_copies,
-        interpreters=layout.interpreters, temporal=cfg.temporal_frames())
+        interpreters=layout.interpreters, temporal=cfg.temporal_frames(),
+        onnx_providers=parse_providers(cfg.onnx_providers), onnx_io=load_io_override(cfg.onnx_spec))
     result = _run_pipeline(plan, cfg, handler, options) if plan.inputs else None
     storage.remove_empty_work_folder(cfg.layout.root)
     summary = summarize(result, plan, cfg, time.monotonic() - started)

@@ -17,6 +17,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from beam_seg.media.pixels import resize_linear, resize_nearest
 from beam_seg.models import InputSpec, Model, load_label_set, load_model, resolve
+from beam_seg.models.anysize import SizePreset, score_any_size
 from beam_seg.models.loaders import ModelInfo
 from beam_seg.models.tiling import (
     Preset,
@@ -78,10 +79,12 @@ def labels_to_source(ids: np.ndarray, placement: Placement, width: int, height: 
 @dataclass(frozen=True)
 class InferenceSettings:
     """How frames meet the model: one resized pass, or sliding windows (`tiles`: one
-    working scale, or a `Preset` of several chosen from the source size)."""
+    working scale, or a `Preset` of several chosen from the source size). `sizes`: the
+    working sizes of models that take any size (None: the source's own size)."""
 
     resize_mode: str = "stretch"
     tiles: TileSettings | Preset | None = None
+    sizes: SizePreset | None = None
 
 
 QUALITY_PRESETS: dict[str, Preset | None] = {
@@ -220,6 +223,9 @@ def score_frame(model: Model, frame: np.ndarray, settings: InferenceSettings,
     """A frame through every working scale of its settings, averaged (scores models)."""
     height, width = frame.shape[:2]
     spec = info.input_spec
+    if not spec.fixed_size and settings.sizes is not None:
+        grid, raster = score_any_size(model, frame, settings.sizes, info)
+        return Segmentation(None, grid, raster)
     tiles = settings.tiles if spec.fixed_size else None
     scales = tiles.scales(width, height, spec.width, spec.height) if isinstance(tiles, Preset) else [tiles]
     grids, rasters = [], []
@@ -325,19 +331,26 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
     def __init__(self, model: str, labels: str | None = None, num_threads: int | None = None,
                  settings: dict[str, InferenceSettings] | None = None, batch_size: int = 1,
                  large_model: bool = False, model_copies: int | None = None, interpreters: int = 1,
-                 temporal: int = 0):
+                 temporal: int = 0, onnx_providers: tuple[str, ...] = (),
+                 onnx_io: dict | None = None):
         """A `RunInference` handler: `FrameInput(kind, rgb)` in, a `PredictionResult` whose
         `inference` is a `Segmentation` (`.labels`: HxW uint8 class ids at source size) out.
 
         Args:
-            model: a `REGISTRY` name, or a .tflite / SavedModel / frozen .pb / zoo .tar.gz path or URI.
+            model: a `REGISTRY` name, or a .tflite / .onnx / SavedModel / frozen .pb / zoo
+                .tar.gz path or URI.
             labels: a non-registry model's label set (cityscapes|pascal|ade20k|FILE).
             num_threads: threads per TFLite interpreter (None: the library's default).
-            settings: kind ('image', 'video') -> `InferenceSettings` (resize, sliding windows);
-                other kinds get one stretched pass.
+            settings: kind ('image', 'video') -> `InferenceSettings` (resize, sliding windows,
+                working sizes); other kinds get one stretched pass.
             batch_size: frames per batch, fixed; large_model, model_copies: Beam's own.
-            interpreters: TFLite interpreters per model, so that many threads infer at once.
+            interpreters: TFLite interpreters (or ONNX sessions) per model, so that many
+                threads infer at once.
             temporal: K > 0 leaves video frames as scores (`labels` None) for fusion over K.
+            onnx_providers: an ONNX model's execution providers, e.g. ("cuda",); the CPU
+                is always the last resort.
+            onnx_io: a description of an ONNX model's tensors over its own sidecar
+                (`models.onnx_runtime`).
 
         Example:
             >>> handler = DeepLabModelHandler("cityscapes-edgetpu-slim")
@@ -352,11 +365,14 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
         self._interpreters = interpreters
         self.settings = settings or {}
         self.temporal = temporal
+        self._onnx_providers = onnx_providers
+        self._onnx_io = onnx_io
 
     def load_model(self) -> Model:
         resolved = resolve(self._model_uri, self._labels)
         return load_model(resolved, self._num_threads, self._interpreters,
-                          load_label_set(resolved.labels).num_classes)
+                          load_label_set(resolved.labels).num_classes,
+                          self._onnx_providers, self._onnx_io)
 
     def run_inference(self, batch: Sequence[FrameInput], model: Model,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:

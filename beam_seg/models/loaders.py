@@ -20,13 +20,22 @@ log = logging.getLogger("beam_seg")
 
 @dataclass(frozen=True)
 class InputSpec:
-    """The model's input: a fixed size (or None for any size) and how pixels are encoded."""
+    """The model's input: a fixed size (or None for any size) and how pixels are encoded.
+
+    Float inputs are `x * scale + offset`, then, when `mean`/`std` are given (per channel,
+    ImageNet style), `(that - mean) / std`. `multiple`: a model of any size takes only
+    heights and widths that are multiples of it (32 for most encoder-decoders). Encoded
+    input is always NxHxWx3; a loader whose model wants NCHW transposes it itself.
+    """
 
     height: int | None
     width: int | None
     dtype: str  # "uint8": raw 0..255; "float32": x * scale + offset
     scale: float = 1.0
     offset: float = 0.0
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    multiple: int = 1
 
     @property
     def fixed_size(self) -> bool:
@@ -36,7 +45,15 @@ class InputSpec:
         """RGB uint8 -> the model's input dtype and range."""
         if self.dtype == "uint8":
             return rgb
-        return rgb.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+        if self.mean is None and self.std is None:
+            return rgb.astype(np.float32) * np.float32(self.scale) + np.float32(self.offset)
+        mean = np.asarray(self.mean if self.mean is not None else (0.0,) * 3, np.float32)
+        std = np.asarray(self.std if self.std is not None else (1.0,) * 3, np.float32)
+        gain, bias = np.float32(self.scale) / std, (np.float32(self.offset) - mean) / std
+        encoded = rgb.astype(np.float32)
+        encoded *= gain  # in place: a full-HD float frame is 25 MB
+        encoded += bias
+        return encoded
 
 
 DEEPLAB_FLOAT = dict(scale=1 / 127.5, offset=-1.0)  # DeepLab's x/127.5 - 1
@@ -284,10 +301,16 @@ def load_frozen_graph(path: str, name: str, input_name: str = "ImageTensor:0",
 
 
 def load_model(resolved: ResolvedModel, num_threads: int | None = None, instances: int = 1,
-               num_classes: int = 256) -> Model:
-    """`num_threads` and `instances` (interpreters side by side) apply to TFLite; TensorFlow
-    functions are thread-safe and schedule their own threads. `num_classes` is the label
-    set's size, which an ids-only model's window votes are counted over."""
+               num_classes: int = 256, providers: tuple[str, ...] = (),
+               io_override: dict | None = None) -> Model:
+    """`num_threads` and `instances` (interpreters or sessions side by side) apply to TFLite
+    and ONNX; TensorFlow functions are thread-safe and schedule their own threads.
+    `num_classes` is the label set's size, which an ids-only model's window votes are counted
+    over. `providers` and `io_override` (over the model's description) apply to ONNX."""
+    if resolved.format == "onnx":
+        from beam_seg.models.onnx_runtime import load_onnx
+
+        return load_onnx(resolved, num_threads, instances, num_classes, providers, io_override)
     if resolved.format == "tflite":
         return TFLiteModel(resolved.path, resolved.name, num_threads, instances, num_classes)
     if resolved.format == "savedmodel":

@@ -38,13 +38,28 @@ class ModelNotFoundError(ValueError):
 class ModelSpec:
     name: str
     filename: str
-    url: str
+    url: str | None  # None: not published anywhere; only BEAM_SEG_MODEL_DIR or the cache has it
     sha256: str | None
-    format: str  # "tflite" | "savedmodel" | "frozen_graph"
+    format: str  # "tflite" | "savedmodel" | "frozen_graph" | "onnx"
     labels: str  # a built-in label set name, or a label file name found beside the model
     description: str
     labels_url: str | None = None
     labels_sha256: str | None = None
+    io: dict | None = None  # an ONNX model's input/output description (a sidecar's content)
+    how_to_get: str | None = None  # for a file without URL: how to make or fetch it
+
+
+# EfficientViT-Seg-B0's tensors (exported with dynamic batch, height and width; see
+# docs/models.md): ImageNet-normalised RGB, NCHW, sides multiples of 32 -> logits at stride 8.
+EFFICIENTVIT_IO = {
+    "input": {"name": "input", "layout": "NCHW", "multiple": 32, "scale": 1 / 255,
+              "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    "output": {"name": "logits", "align_corners": False},
+}
+EFFICIENTVIT_HOW = (
+    "the ONNX file is not published: export it from the authors' checkpoint "
+    "(github.com/mit-han-lab/efficientvit, see docs/models.md) and put it in a directory "
+    "named by BEAM_SEG_MODEL_DIR")
 
 
 _ZOO = "http://download.tensorflow.org/models/"
@@ -108,6 +123,16 @@ REGISTRY: dict[str, ModelSpec] = {
             None, "frozen_graph", "cityscapes",
             "DeepLab model zoo Xception-65, Cityscapes (TF1 frozen graph, slow, accurate)",
         ),
+        ModelSpec(
+            "efficientvit-b0-cityscapes",
+            "efficientvit_seg_b0_cityscapes.onnx",
+            None,
+            "77d4c3797b515dc19d2f04d38986841c1ce21760ef22459915162ea6e9508bfb",
+            "onnx", "cityscapes",
+            "EfficientViT-Seg-B0 (MIT Han Lab), Cityscapes 19 classes, ONNX, any size "
+            "(multiples of 32; 75.65% mIoU val)",
+            io=EFFICIENTVIT_IO, how_to_get=EFFICIENTVIT_HOW,
+        ),
     ]
 }
 
@@ -120,6 +145,7 @@ class ResolvedModel:
     path: str
     format: str
     labels: str | None  # built-in label set name or a label-file path; None = unknown
+    io: dict | None = None  # an ONNX model's tensors: the registry's, or its sidecar file's
 
 
 def cache_dir() -> str:
@@ -204,7 +230,8 @@ def _fetch(uri: str, dest: str, sha256: str | None) -> str:
     return dest
 
 
-def _find_or_fetch(filename: str, url: str | None, sha256: str | None) -> str:
+def _find_or_fetch(filename: str, url: str | None, sha256: str | None,
+                   how_to_get: str | None = None) -> str:
     mirror = os.environ.get(MODEL_DIR_ENV)
     candidate = storage.join(mirror, filename) if mirror else None
     if candidate and storage.is_local(candidate) and storage.exists(candidate):
@@ -221,7 +248,8 @@ def _find_or_fetch(filename: str, url: str | None, sha256: str | None) -> str:
         if _usable(cached, sha256):
             return cached
         if url is None:
-            raise ModelNotFoundError(f"{filename} is not in {MODEL_DIR_ENV} or the cache, and has no URL")
+            raise ModelNotFoundError(f"{filename} is not in {MODEL_DIR_ENV} or the cache: "
+                                     f"{how_to_get or 'and it has no URL'}")
         try:
             return _fetch(url, cached, sha256)
         except OSError as exc:
@@ -240,10 +268,12 @@ def detect_format(path: str) -> str:
         return "tflite"
     if lower.endswith((".tar.gz", ".tgz", ".pb")):
         return "frozen_graph"
+    if lower.endswith(".onnx"):
+        return "onnx"
     if not _is_url(path) and storage.exists(storage.join(path.rstrip("/"), "saved_model.pb")):
         return "savedmodel"
     raise ModelNotFoundError(
-        f"{path}: not a .tflite file, a SavedModel directory, a frozen graph (.pb) "
+        f"{path}: not a .tflite or .onnx file, a SavedModel directory, a frozen graph (.pb) "
         "or a model-zoo .tar.gz")
 
 
@@ -310,11 +340,11 @@ def resolve(model: str, labels: str | None = None) -> ResolvedModel:
     """
     spec = REGISTRY.get(model)
     if spec is not None:
-        path = _find_or_fetch(spec.filename, spec.url, spec.sha256)
+        path = _find_or_fetch(spec.filename, spec.url, spec.sha256, spec.how_to_get)
         label_set = labels or spec.labels
         if labels is None and spec.labels not in ("cityscapes", "pascal"):
             label_set = _find_or_fetch(spec.labels, spec.labels_url, spec.labels_sha256)
-        return ResolvedModel(spec.name, path, spec.format, label_set)
+        return ResolvedModel(spec.name, path, spec.format, label_set, spec.io)
     if _is_url(model):
         fmt = detect_format(model.split("?")[0])
         key = hashlib.sha256(model.encode()).hexdigest()[:16]
@@ -328,7 +358,34 @@ def resolve(model: str, labels: str | None = None) -> ResolvedModel:
         fmt = detect_format(model)
         path = _local_model_copy(model, fmt)
     name = posixpath.basename(model.rstrip("/"))
-    return ResolvedModel(name, path, fmt, labels)
+    return ResolvedModel(name, path, fmt, labels, read_sidecar(model) if fmt == "onnx" else None)
+
+
+SIDECAR_SUFFIX = ".json"
+
+
+def read_sidecar(model: str) -> dict | None:
+    """The input/output description beside a user's ONNX model (`model.onnx.json`), if any."""
+    import json
+
+    uri = model.split("?")[0] + SIDECAR_SUFFIX
+    try:
+        if _is_url(model):
+            with urllib.request.urlopen(uri, timeout=60) as response:
+                text = response.read()
+        elif storage.exists(uri):
+            text = storage.read_bytes(uri)
+        else:
+            return None
+    except OSError:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ModelNotFoundError(f"{uri}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ModelNotFoundError(f"{uri}: expected a JSON object with 'input' and 'output'")
+    return value
 
 
 def extract_frozen_graph(path: str) -> bytes:
