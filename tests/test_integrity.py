@@ -205,15 +205,15 @@ def test_a_video_or_table_that_does_not_match_the_plan_is_not_done(clip, tiny, c
     iid = units[0].input_id
     state = finish.InputState(iid, [UnitStatus(u, 30, 30) for u in units],
                               [UnitWritten(u, 30, None) for u in units])
-    assert finish.check_coverage(state, cfg) == []
+    assert finish.check_coverage(state, cfg.layout, cfg.every_nth_frame) == []
     table = out / "coverage" / iid
     shutil.copy(table / "segment-00000.parquet", table / "segment-00007.parquet")
-    (problem,) = finish.check_coverage(state, cfg)
+    (problem,) = finish.check_coverage(state, cfg.layout, cfg.every_nth_frame)
     assert "90 rows for 60 planned frames" in problem.reason
     short = tmp_path / "short.mp4"
     subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(clip), "-frames:v", "10",
                     "-c", "copy", str(short)], check=True)
-    assert count_frames(str(short)) == 10 != len(finish.planned_frames(units[0], cfg))
+    assert count_frames(str(short)) == 10 != len(finish.input_frame_indices(units[0], cfg.every_nth_frame))
 
 
 # --- resume knows its source ----------------------------------------------------------

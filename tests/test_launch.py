@@ -79,7 +79,8 @@ def test_symlinked_folders_are_followed_once(tmp_path):
 def _finished_earlier(tmp_path, **options) -> tuple[str, RunConfig]:
     still = str(_still(tmp_path / "a.png"))
     cfg = RunConfig(output=str(tmp_path / "o"), **options)
-    markers.write_done_marker(naming.input_id(still), {"frames": 1, "errors": 0}, cfg)
+    markers.write_done_marker(naming.input_id(still), {"frames": 1, "errors": 0}, cfg.layout,
+                              cfg.fingerprint, cfg.output_options())
     coverage = cfg.layout.coverage(naming.input_id(still), 0)  # its outputs are there
     os.makedirs(os.path.dirname(coverage))
     open(coverage, "wb").close()

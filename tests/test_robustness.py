@@ -188,20 +188,20 @@ def test_a_segment_is_reused_only_when_its_options_cut_and_files_match(tmp_path)
     cfg = RunConfig(output=str(tmp_path / "out"), model="m")
     layout = cfg.layout
     unit = WorkUnit(str(clip), "clip", "video", plan_segments(info, 5)[1], 3, info)
-    write_segment_marker(unit, 5, cfg)
-    assert resume_segment(unit, cfg) is None  # no segment video or coverage file yet
+    write_segment_marker(unit, 5, layout, cfg.fingerprint)
+    assert resume_segment(unit, layout, cfg.fingerprint) is None  # no segment video or coverage file yet
     for uri in (layout.segment_video("clip", 1), layout.coverage("clip", 1)):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
         Path(uri).write_bytes(b"x")
-    result = resume_segment(unit, cfg)
+    result = resume_segment(unit, layout, cfg.fingerprint)
     assert result is not None
     assert (result.frames, result.segment_video) == (5, layout.segment_video("clip", 1))
-    assert resume_segment(unit, dataclasses.replace(cfg, alpha=0.7)) is None  # other options
+    other_options = dataclasses.replace(cfg, alpha=0.7).fingerprint
+    assert resume_segment(unit, layout, other_options) is None
     replaced = dataclasses.replace(unit, source_version='{"mtime_ns": 1, "size": 2}')
-    assert resume_segment(replaced, cfg) is None  # another version of the source
-    assert resume_segment(unit, dataclasses.replace(cfg, overwrite=True)) is None
+    assert resume_segment(replaced, layout, cfg.fingerprint) is None  # another version of the source
     recut = WorkUnit(str(clip), "clip", "video", plan_segments(info, 4)[1], 3, info)  # frames 4-7
-    assert resume_segment(recut, cfg) is None
+    assert resume_segment(recut, layout, cfg.fingerprint) is None
 
 
 def _wait_for(condition, proc, timeout: float = 120.0) -> None:

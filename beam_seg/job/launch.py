@@ -159,7 +159,7 @@ def _launch_locked(cfg: RunConfig, inputs: list[str], discovered: Discovered,
     for uri, gone in plan.missing.items():
         log.warning("beam-seg: %s was done, but its outputs are gone (%s); redone", uri, gone)
     if cfg.overwrite or plan.missing:  # the inputs about to be redone are no longer done
-        clear_done_markers(plan.inputs if cfg.overwrite else list(plan.missing), cfg)
+        clear_done_markers(plan.inputs if cfg.overwrite else list(plan.missing), cfg.layout)
     layout = runner.choose_layout(options, cfg.threads, cfg.interpreters)
     log.info("beam-seg: %d inputs to process, %d already done; model %s, %d interpreter(s) "
              "x %d thread(s) per process", len(plan.inputs), len(plan.skipped), resolved.name,

@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.media import video
+from beam_seg.naming import OutputLayout
 from beam_seg.pipeline import markers
 from beam_seg.pipeline.records import ErrorRecord, UnitStatus, UnitWritten, WorkUnit
 from beam_seg.tables import events
+from beam_seg.tables.events import EventSettings
 
 log = logging.getLogger("beam_seg")
 
@@ -97,25 +99,26 @@ def missing_segment_videos(state: InputState, errors: list[ErrorRecord]) -> list
             if w.frames and not w.segment_video and w.unit.segment.start not in explained]
 
 
-def planned_frames(unit: WorkUnit, cfg: RunConfig) -> list[int]:
+def input_frame_indices(unit: WorkUnit, every_nth_frame: int) -> list[int]:
     """Every frame index the input's table and video must hold."""
     if unit.kind != "video":
         return [0]
-    return list(range(0, unit.info.frame_count, cfg.every_nth_frame))
+    return list(range(0, unit.info.frame_count, every_nth_frame))
 
 
-def assemble_video(state: InputState, cfg: RunConfig) -> tuple[str | None, list[ErrorRecord]]:
+def assemble_video(state: InputState, layout: OutputLayout,
+                   every_nth_frame: int) -> tuple[str | None, list[ErrorRecord]]:
     """Join the video's segment mp4s (with the source's audio) into videos/<id>.mp4."""
     parts = sorted((w for w in state.written if w.segment_video), key=lambda w: w.unit.key)
     if state.kind != "video" or not parts:
         return None, []
-    video_uri = cfg.layout.video(state.input_id)
+    video_uri = layout.video(state.input_id)
     try:
         frames = _concat(parts, video_uri, parts[0].unit)
     except (video.VideoError, OSError) as exc:
         return None, [ErrorRecord(state.source_uri, state.input_id, "assemble",
                                   f"{type(exc).__name__}: {exc}")]
-    expected = len(planned_frames(parts[0].unit, cfg))
+    expected = len(input_frame_indices(parts[0].unit, every_nth_frame))
     if frames != expected:
         return video_uri, [ErrorRecord(state.source_uri, state.input_id, "verify",
                                        f"the assembled video has {frames} frames, the plan "
@@ -123,15 +126,15 @@ def assemble_video(state: InputState, cfg: RunConfig) -> tuple[str | None, list[
     return video_uri, []
 
 
-def check_coverage(state: InputState, cfg: RunConfig) -> list[ErrorRecord]:
+def check_coverage(state: InputState, layout: OutputLayout, every_nth_frame: int) -> list[ErrorRecord]:
     """The input's table rows are exactly its planned frames: none missing, none twice."""
     import pyarrow.parquet as pq
 
     indices: list[int] = []
-    for uri in storage.list_files(cfg.layout.coverage_files(state.input_id)):
+    for uri in storage.list_files(layout.coverage_files(state.input_id)):
         with storage.open_for_read(uri) as f:
             indices += pq.read_table(f, columns=["frame_index"]).column(0).to_pylist()
-    expected = planned_frames(state.unit, cfg)
+    expected = input_frame_indices(state.unit, every_nth_frame)
     if sorted(indices) == expected:
         return []
     missing = sorted(set(expected) - set(indices))
@@ -166,38 +169,38 @@ def _concat(parts: list[UnitWritten], video_uri: str, unit: WorkUnit) -> int:
         return video.count_frames(out)
 
 
-def remove_stale_coverage(state: InputState, cfg: RunConfig) -> None:
+def remove_stale_coverage(state: InputState, layout: OutputLayout) -> None:
     """Drop coverage files an earlier run of this input wrote and this one did not (e.g. a
     re-run with other --segment-frames), so no frame is counted twice by SQL over the table."""
     written = {w.unit.key[1] for w in state.written if w.frames}
-    for uri in storage.list_files(cfg.layout.coverage_files(state.input_id)):
+    for uri in storage.list_files(layout.coverage_files(state.input_id)):
         index = uri.rsplit("segment-", 1)[-1].split(".")[0]
         if not index.isdigit() or int(index) not in written:
             storage.delete(uri)
 
 
-def write_events(state: InputState, cfg: RunConfig) -> list[ErrorRecord]:
+def write_events(state: InputState, layout: OutputLayout, settings: EventSettings) -> list[ErrorRecord]:
     """events/<id>.parquet of a video, derived from its coverage table as it now stands."""
     if state.kind != "video":
         return []
     try:
-        events.write_input_events(cfg.layout.coverage_files(state.input_id),
-                                  cfg.layout.events(state.input_id), cfg.event_settings)
+        events.write_input_events(layout.coverage_files(state.input_id),
+                                  layout.events(state.input_id), settings)
     except Exception as exc:  # like a coverage write: the input fails, with the reason
         return [ErrorRecord(state.source_uri, state.input_id, "events", f"{type(exc).__name__}: {exc}")]
     return []
 
 
-def record_errors(state: InputState, errors: list[ErrorRecord], cfg: RunConfig) -> None:
+def record_errors(state: InputState, errors: list[ErrorRecord], layout: OutputLayout) -> None:
     """errors/<id>.jsonl holds exactly this run's errors of the input (none: no file)."""
-    error_uri = storage.join(cfg.layout.root, "errors", state.input_id + ".jsonl")
+    error_uri = storage.join(layout.root, "errors", state.input_id + ".jsonl")
     if not errors:
         storage.delete(error_uri)  # a clean re-run leaves no stale error record behind
         return
     # arrival order varies run to run: sort by where in the input, then by step
     errors.sort(key=lambda e: (e.frame_start is not None, e.frame_start or 0, e.step, e.reason))
     storage.write_bytes(error_uri, "".join(e.to_json() + "\n" for e in errors).encode())
-    markers.delete_done_marker(state.input_id, cfg)  # a redone input that now fails is not done
+    markers.delete_done_marker(state.input_id, layout)  # a redone input that now fails is not done
 
 
 def finish_input(state: InputState, cfg: RunConfig) -> dict:
@@ -214,11 +217,11 @@ def finish_input(state: InputState, cfg: RunConfig) -> dict:
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         log.error("%s: could not finish: %s", state.input_id, reason)
-        summary = _summary(state, cfg, None, [ErrorRecord(state.source_uri, state.input_id,
+        summary = _summary(state, cfg.layout, None, [ErrorRecord(state.source_uri, state.input_id,
                                                           "finish", reason)])
         try:
             record_errors(state, [*state.errors, ErrorRecord(state.source_uri, state.input_id,
-                                                             "finish", reason)], cfg)
+                                                             "finish", reason)], cfg.layout)
         except Exception as again:
             summary["unrecorded"] = f"{type(again).__name__}: {again}"
         return summary
@@ -247,11 +250,11 @@ def finished_early(state: InputState) -> dict | None:
     return state.written[0].finished
 
 
-def _summary(state: InputState, cfg: RunConfig, video_uri: str | None,
+def _summary(state: InputState, layout: OutputLayout, video_uri: str | None,
              errors: list[ErrorRecord]) -> dict:
     return {"source_uri": state.source_uri, "input_id": state.input_id, "kind": state.kind,
             "frames": state.frames, "errors": len(errors),
-            "video": cfg.layout.relative(video_uri) if video_uri else None,
+            "video": layout.relative(video_uri) if video_uri else None,
             "first_error": first_cause(errors).reason if errors else None}
 
 
@@ -264,17 +267,19 @@ def first_cause(errors: list[ErrorRecord]) -> ErrorRecord:
 def _finish(state: InputState, cfg: RunConfig) -> dict:
     errors = list(state.errors) + unit_errors(state)
     errors += missing_segment_videos(state, errors)
-    video_uri, assemble_errors = assemble_video(state, cfg)
+    layout = cfg.layout
+    video_uri, assemble_errors = assemble_video(state, layout, cfg.every_nth_frame)
     errors += assemble_errors
-    remove_stale_coverage(state, cfg)
+    remove_stale_coverage(state, layout)
     if not errors and state.unit is not None:
-        errors += check_coverage(state, cfg) + check_source(state)
-    errors += write_events(state, cfg)
-    record_errors(state, errors, cfg)
-    summary = _summary(state, cfg, video_uri, errors)
+        errors += check_coverage(state, layout, cfg.every_nth_frame) + check_source(state)
+    errors += write_events(state, layout, cfg.event_settings)
+    record_errors(state, errors, layout)
+    summary = _summary(state, layout, video_uri, errors)
     if not errors:
-        markers.write_done_marker(state.input_id, summary, cfg, state.unit.source)
+        markers.write_done_marker(state.input_id, summary, layout, cfg.fingerprint,
+                                  cfg.output_options(), state.unit.source)
         if state.kind == "video":
-            storage.delete_tree(cfg.layout.segment_video_dir(state.input_id))
+            storage.delete_tree(layout.segment_video_dir(state.input_id))
     log.debug("finished %s: %d frames, %d errors", state.source_uri, state.frames, len(errors))
     return summary

@@ -12,40 +12,39 @@ import logging
 from apache_beam.metrics import Metrics
 
 from beam_seg import naming, storage
-from beam_seg.config import RunConfig
+from beam_seg.naming import OutputLayout
 from beam_seg.pipeline.records import UnitWritten, WorkUnit
 
 log = logging.getLogger("beam_seg")
 
 
-def _segment_identity(unit: WorkUnit, cfg: RunConfig) -> dict:
+def _segment_identity(unit: WorkUnit, fingerprint: str) -> dict:
     seg = unit.segment
-    return {"fingerprint": cfg.fingerprint, "start": seg.start, "count": seg.count,
+    return {"fingerprint": fingerprint, "start": seg.start, "count": seg.count,
             "segments": unit.segment_count, "source": unit.source}
 
 
-def write_segment_marker(unit: WorkUnit, frames: int, cfg: RunConfig) -> None:
-    marker = {**_segment_identity(unit, cfg), "frames": frames}
-    storage.write_bytes(cfg.layout.segment_marker(unit.input_id, unit.segment.index),
+def write_segment_marker(unit: WorkUnit, frames: int, layout: OutputLayout, fingerprint: str) -> None:
+    marker = {**_segment_identity(unit, fingerprint), "frames": frames}
+    storage.write_bytes(layout.segment_marker(unit.input_id, unit.segment.index),
                         json.dumps(marker, sort_keys=True).encode())
 
 
-def delete_segment_marker(unit: WorkUnit, cfg: RunConfig) -> None:
-    storage.delete(cfg.layout.segment_marker(unit.input_id, unit.segment.index))
+def delete_segment_marker(unit: WorkUnit, layout: OutputLayout) -> None:
+    storage.delete(layout.segment_marker(unit.input_id, unit.segment.index))
 
 
-def resume_segment(unit: WorkUnit, cfg: RunConfig) -> UnitWritten | None:
+def resume_segment(unit: WorkUnit, layout: OutputLayout, fingerprint: str) -> UnitWritten | None:
     """This video segment's result from an earlier run that did not finish its input, or
     None when the segment has to be done (again).
 
     Reused only when the earlier run had the same options (fingerprint), the same source
     (size, mtime and inode, or GCS generation and crc32c) and the same cut of the video, its
     marker says every planned frame was written without error, and its mp4 and coverage
-    file are still there. --overwrite never reuses anything.
+    file are still there. (--overwrite never asks.)
     """
-    if cfg.overwrite or unit.kind != "video":
+    if unit.kind != "video":
         return None
-    layout = cfg.layout
     iid, index = unit.input_id, unit.segment.index
     marker_uri = layout.segment_marker(iid, index)
     if not storage.exists(marker_uri):
@@ -59,7 +58,7 @@ def resume_segment(unit: WorkUnit, cfg: RunConfig) -> UnitWritten | None:
                  unit.source_uri)
         Metrics.counter("beam_seg", "segments_source_changed").inc()
         return None
-    if any(marker.get(k) != v for k, v in _segment_identity(unit, cfg).items()):
+    if any(marker.get(k) != v for k, v in _segment_identity(unit, fingerprint).items()):
         return None
     video_uri = layout.segment_video(iid, index)
     if not (storage.exists(video_uri) and storage.exists(layout.coverage(iid, index))):
@@ -67,29 +66,29 @@ def resume_segment(unit: WorkUnit, cfg: RunConfig) -> UnitWritten | None:
     return UnitWritten(unit, int(marker["frames"]), video_uri, resumed=True)
 
 
-def write_done_marker(input_id: str, summary: dict, cfg: RunConfig,
-                      source: dict | None = None) -> None:
+def write_done_marker(input_id: str, summary: dict, layout: OutputLayout, fingerprint: str,
+                      options: dict, source: dict | None = None) -> None:
     """The input is finished: what it made, the options it was made with (a re-run with
     other options must not take these outputs for its own) and the source's identity (a
     re-run redoes an input whose source has changed since)."""
-    marker = {**summary, "fingerprint": cfg.fingerprint, "options": cfg.output_options()}
+    marker = {**summary, "fingerprint": fingerprint, "options": options}
     if source is not None:
         marker["source"] = source
-    storage.write_bytes(cfg.layout.done_marker(input_id),
+    storage.write_bytes(layout.done_marker(input_id),
                         json.dumps(marker, sort_keys=True, default=str).encode())
 
 
-def delete_done_marker(input_id: str, cfg: RunConfig) -> None:
-    storage.delete(cfg.layout.done_marker(input_id))
+def delete_done_marker(input_id: str, layout: OutputLayout) -> None:
+    storage.delete(layout.done_marker(input_id))
 
 
-def clear_done_markers(uris: list[str], cfg: RunConfig) -> None:
+def clear_done_markers(uris: list[str], layout: OutputLayout) -> None:
     """--overwrite: the inputs about to be redone are no longer done, before any of their
     work starts; a run that dies midway then leaves them to be redone, not skipped with a
     mix of old and new files."""
-    done = set(storage.list_files(cfg.layout.done_glob()))
+    done = set(storage.list_files(layout.done_glob()))
     for uri in uris:
-        marker = cfg.layout.done_marker(naming.input_id(uri))
+        marker = layout.done_marker(naming.input_id(uri))
         if marker in done:
             storage.delete(marker)
 

@@ -58,7 +58,8 @@ def last_decoded_frame(unit: WorkUnit, every_nth_frame: int) -> int:
     return max(i for i in range(span.start, span.stop) if i % every_nth_frame == 0)
 
 
-def planned_frames(unit: WorkUnit, every_nth_frame: int) -> int:
+def unit_frame_count(unit: WorkUnit, every_nth_frame: int) -> int:
+    """The frames a unit writes (its own, not its temporal-fusion context)."""
     return len(planned_frame_indices(unit.segment, every_nth_frame)) if unit.segment else 1
 
 
@@ -73,7 +74,7 @@ class PlanUnits(beam.DoFn):
 
     def process(self, uri):
         units = decode.plan_units(uri, self.cfg)
-        self.progress.add("planned", sum(planned_frames(u, self.cfg.every_nth_frame) for u in units))
+        self.progress.add("planned", sum(unit_frame_count(u, self.cfg.every_nth_frame) for u in units))
         yield from units
 
     def finish_bundle(self):
@@ -95,10 +96,11 @@ class DecodeUnit(beam.DoFn):
         self.progress = ProgressCounter(self.cfg.progress_dir)
 
     def process(self, unit):
-        resumed = markers.resume_segment(unit, self.cfg)
+        resumed = None if self.cfg.overwrite else markers.resume_segment(
+            unit, self.cfg.layout, self.cfg.fingerprint)
         if resumed is not None:
             self.segments_resumed.inc()
-            self.progress.add("written", planned_frames(unit, self.cfg.every_nth_frame))
+            self.progress.add("written", unit_frame_count(unit, self.cfg.every_nth_frame))
             yield beam.pvalue.TaggedOutput("resumed", resumed)
             return
         for item in decode.decode_unit(unit, self.cfg):

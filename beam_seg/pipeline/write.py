@@ -135,7 +135,7 @@ class UnitWriter:
         self.encoder = None
         if unit.kind == "video":
             # an earlier run's marker must not vouch for what this run writes
-            markers.delete_segment_marker(unit, cfg)
+            markers.delete_segment_marker(unit, cfg.layout)
             self.encoder = SegmentEncoder(unit, cfg, label_set)
 
     @property
@@ -164,7 +164,8 @@ class UnitWriter:
         if self.unit.kind == "video":
             segment_video = self.encoder.uri if encode_error is None and self.records else None
             if complete and not errors:
-                markers.write_segment_marker(self.unit, len(self.records), self.cfg)
+                markers.write_segment_marker(self.unit, len(self.records), self.cfg.layout,
+                                             self.cfg.fingerprint)
             seg = self.unit.segment
             log.debug("%s: segment %d/%d written (frames %d-%d)", self.unit.input_id, seg.index + 1,
                      self.unit.segment_count, seg.start, seg.stop - 1)
