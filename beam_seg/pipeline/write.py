@@ -12,6 +12,7 @@ from beam_seg import storage
 from beam_seg.config import RunConfig
 from beam_seg.labels import LabelSet
 from beam_seg.media import render, video
+from beam_seg.naming import OutputLayout
 from beam_seg.pipeline import markers
 from beam_seg.pipeline.records import (
     ErrorRecord,
@@ -154,7 +155,8 @@ class UnitWriter:
         if encode_error:
             errors.append(encode_error)
         try:
-            write_coverage(self.unit, self.records, self.cfg, self.label_set, self.model_name)
+            write_coverage(self.unit, self.records, self.cfg.layout, self.cfg.overlay_format,
+                               self.label_set, self.model_name)
         except Exception as exc:  # storage failures cost this unit its table rows, nothing else
             errors.append(ErrorRecord(self.unit.source_uri, self.unit.input_id, "write",
                                       f"coverage: {type(exc).__name__}: {exc}",
@@ -176,9 +178,8 @@ class UnitWriter:
             self.encoder.abort()
 
 
-def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
-                  label_set: LabelSet, model_name: str) -> list[dict]:
-    layout = cfg.layout
+def coverage_rows(unit: WorkUnit, records: list[FrameRecord], layout: OutputLayout,
+                  overlay_format: str, label_set: LabelSet, model_name: str) -> list[dict]:
     rows = []
     for record in records:
         base = {
@@ -193,7 +194,7 @@ def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
             "label_set": label_set.name,
             "label_uri": layout.relative(layout.label_png(unit.input_id, record.frame_index)),
             "overlay_uri": layout.relative(
-                layout.overlay(unit.input_id, record.frame_index, cfg.overlay_format)),
+                layout.overlay(unit.input_id, record.frame_index, overlay_format)),
             "confidence": record.confidence,
             "flicker": record.flicker,
         }
@@ -201,11 +202,11 @@ def coverage_rows(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
     return rows
 
 
-def write_coverage(unit: WorkUnit, records: list[FrameRecord], cfg: RunConfig,
-                   label_set: LabelSet, model_name: str) -> None:
+def write_coverage(unit: WorkUnit, records: list[FrameRecord], layout: OutputLayout,
+                   overlay_format: str, label_set: LabelSet, model_name: str) -> None:
     """The unit's table rows as one Parquet file (none for a unit without frames)."""
     if records:
-        rows = coverage_rows(unit, sorted(records, key=lambda r: r.frame_index), cfg, label_set,
-                             model_name)
-        storage.write_bytes(cfg.layout.coverage(unit.input_id, unit.key[1]),
+        rows = coverage_rows(unit, sorted(records, key=lambda r: r.frame_index), layout,
+                             overlay_format, label_set, model_name)
+        storage.write_bytes(layout.coverage(unit.input_id, unit.key[1]),
                             coverage.parquet_bytes(rows, label_set))
