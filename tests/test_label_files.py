@@ -11,24 +11,27 @@ from beam_seg.commands.table import fraction_columns
 from beam_seg.job.launch import run
 from beam_seg.labels import LabelSet, voc_colormap
 
+from tiny_models import build_onnx_nhwc
+
 
 def _segment(capsys, *args) -> tuple[int, str]:
     code = run([str(a) for a in args], save_main_session=False)
     return code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("model", ["pascal-mnv2-quant",
+@pytest.mark.parametrize("model", ["pascal-mnv2-quant", "onnx",
                                    pytest.param("tiny", marks=pytest.mark.real_model)])
 def test_a_label_file_with_fewer_names_than_the_model_has_classes_is_refused(
         model, request, tmp_path, capsys):
     labels = tmp_path / "three.txt"
     labels.write_text("background\naeroplane\nbicycle\n")
-    model_arg = request.getfixturevalue("tiny_model")[1] if model == "tiny" else model
+    model_arg = {"tiny": lambda: request.getfixturevalue("tiny_model")[1],
+                 "onnx": lambda: str(build_onnx_nhwc(tmp_path))}.get(model, lambda: model)()
     out = tmp_path / "out"
     code, err = _segment(capsys, tmp_path / "a.png", "--output", out, "--model", model_arg,
                          "--labels", labels)
     assert code == 2
-    classes = 19 if model == "tiny" else 21
+    classes = 21 if model == "pascal-mnv2-quant" else 19
     assert err.strip().splitlines() == [
         f"beam-seg: error: the label set 'three' names 3 classes, but the model "
         f"{model_arg.rsplit('/', 1)[-1]} has {classes}; give --labels the model's own label set"]

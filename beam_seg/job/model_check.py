@@ -2,8 +2,9 @@
 
 A label file of 3 names for a 21-class model would make every id from 3 up count as
 `frac_ignore`: cars and people vanish from the tables without a word. The model's class
-count comes from the registry (its own label set) or, for a TFLite file of one's own,
-from its scores tensor; a model that outputs ids only says nothing, and is not checked.
+count comes from the registry (its own label set) or, for a TFLite or ONNX file of one's
+own, from its scores tensor; a model that outputs ids only (or whose class axis is not a
+fixed size) says nothing, and is not checked.
 """
 
 from __future__ import annotations
@@ -22,6 +23,24 @@ def tflite_classes(path: str) -> int | None:
     return shape[-1] if len(shape) == 4 and shape[-1] > 1 else None
 
 
+def onnx_classes(resolved: ResolvedModel) -> int | None:
+    """The class axis of an ONNX model's score output, when the graph gives it a fixed size
+    (None when it does not, or when the model's description does not fit it: the launch's
+    own load of the model says what is wrong then)."""
+    import onnxruntime as ort
+
+    from beam_seg.models.onnx_runtime import OnnxModelError, describe_io
+
+    session = ort.InferenceSession(resolved.path, providers=["CPUExecutionProvider"])
+    try:
+        io = describe_io(session.get_inputs(), session.get_outputs(), resolved.io, resolved.name)
+    except OnnxModelError:
+        return None
+    scores = next(o for o in session.get_outputs() if o.name == io.output_name)
+    classes = scores.shape[1 if io.output_layout == "NCHW" else 3]
+    return classes if isinstance(classes, int) and classes > 1 else None
+
+
 def model_classes(model: str, resolved: ResolvedModel) -> int | None:
     """How many classes the model tells apart, when that can be known before loading it."""
     spec = REGISTRY.get(model) or REGISTRY.get(resolved.name)
@@ -29,6 +48,8 @@ def model_classes(model: str, resolved: ResolvedModel) -> int | None:
         return load_label_set(resolve(spec.name).labels).num_classes
     if resolved.format == "tflite":
         return tflite_classes(resolved.path)
+    if resolved.format == "onnx":
+        return onnx_classes(resolved)
     return None
 
 
