@@ -43,3 +43,30 @@ def test_an_inference_error_reads_as_its_exception_not_a_tuple():
     (record,) = _inference_dead_letters(dead)
     assert record.reason == "ValueError: input has 4 channels"
     assert "tuple" not in record.reason and "<class" not in record.reason
+
+
+def test_a_still_whose_read_never_returns_fails_within_the_deadline(tmp_path, monkeypatch):
+    """A regular file on a mount that stopped answering: the read is given up after the run's
+    --storage-deadline, and the input fails with that reason instead of stalling its worker."""
+    import threading
+
+    from beam_seg.media import images
+    from beam_seg.pipeline.decode import decode_unit, plan_units
+
+    still = tmp_path / "still.png"
+    still.write_bytes(b"\x89PNG not really")
+    hung = threading.Event()
+    monkeypatch.setattr(images, "decode_image", lambda stream, max_pixels: hung.wait())
+    previous = storage.deadline_s()
+    try:
+        cfg = RunConfig(output=str(tmp_path / "out"), storage_deadline=1.0)
+        storage.set_deadline(cfg.storage_deadline)  # as each step's setup does on its worker
+        (unit,) = plan_units(str(still), cfg)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match=r"still.png: no answer within 1 s"):
+            next(decode_unit(unit, cfg))
+        assert time.monotonic() - started < 3
+        assert storage.outage() is None  # one input, not the whole store
+    finally:
+        hung.set()
+        storage.set_deadline(previous)

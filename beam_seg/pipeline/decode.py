@@ -7,6 +7,8 @@ import dataclasses
 import json
 from collections.abc import Iterator
 
+import numpy as np
+
 from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.media import images, video
@@ -16,7 +18,6 @@ from beam_seg.pipeline.records import FrameKey, UnitStatus, WorkUnit, planned_fr
 
 def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
     """An input URI -> its work units (one per image, one per frame range of a video)."""
-    storage.set_deadline(cfg.storage_deadline)
     kind = naming.kind_of(uri)
     iid = naming.input_id(uri)
     if kind not in ("image", "video"):
@@ -53,6 +54,12 @@ def context_span(info: video.VideoInfo, seg: video.Segment, k: int, step: int) -
     return video.Segment(seg.index, first, last - first, seek, (), preroll)
 
 
+def read_still(uri: str, max_pixels: int) -> np.ndarray:
+    """A still's RGB pixels, read as a stream (Pillow stops at a bomb's header)."""
+    with storage.open_for_read(uri) as stream:
+        return images.decode_image(stream, max_pixels)
+
+
 def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, FrameInput] | UnitStatus]:
     """Yield (key, RGB frame) for each frame to process, then one UnitStatus.
 
@@ -60,8 +67,7 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
     carries the error so the rest of the segment is reported, not silently dropped.
     """
     if unit.kind == "image":
-        with storage.open_for_read(unit.source_uri) as stream:
-            rgb = images.decode_image(stream, cfg.max_image_pixels)
+        rgb = storage.within_deadline(unit.source_uri, read_still, unit.source_uri, cfg.max_image_pixels)
         yield FrameKey(unit, 0, 0.0), FrameInput("image", rgb)
         yield UnitStatus(unit, 1, 1, frames_read=1)
         return

@@ -39,14 +39,22 @@ NAMESPACE = "beam_seg"
 warnings.filterwarnings("ignore", category=np.exceptions.RankWarning, module=r"apache_beam\.transforms\.util")
 
 
-class _LabelSetDoFn(beam.DoFn):
-    """Base for steps that need the run's label set (resolved once per DoFn instance)."""
+class _RunDoFn(beam.DoFn):
+    """Base of the run's steps: each holds the run's options, and sets the storage deadline
+    in its own worker process (the one place it is set on a worker)."""
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
 
     def setup(self) -> None:
         storage.set_deadline(self.cfg.storage_deadline)
+
+
+class _LabelSetDoFn(_RunDoFn):
+    """Base for steps that need the run's label set (resolved once per DoFn instance)."""
+
+    def setup(self) -> None:
+        super().setup()
         resolved = resolve(self.cfg.model, self.cfg.labels)
         self.model_name = resolved.name
         self.label_set = load_label_set(resolved.labels)
@@ -63,13 +71,11 @@ def unit_frame_count(unit: WorkUnit, every_nth_frame: int) -> int:
     return len(planned_frame_indices(unit.segment, every_nth_frame)) if unit.segment else 1
 
 
-class PlanUnits(beam.DoFn):
+class PlanUnits(_RunDoFn):
     """Input URI -> its work units; their frames count as planned in the live progress."""
 
-    def __init__(self, cfg: RunConfig):
-        self.cfg = cfg
-
     def setup(self) -> None:
+        super().setup()
         self.progress = ProgressCounter(self.cfg.progress_dir)
 
     def process(self, uri):
@@ -81,18 +87,18 @@ class PlanUnits(beam.DoFn):
         self.progress.flush()
 
 
-class DecodeUnit(beam.DoFn):
+class DecodeUnit(_RunDoFn):
     """Work unit -> (FrameKey, RGB frame) stream, plus a UnitStatus on the 'status' output;
     a segment that an unfinished earlier run completed goes to 'resumed' instead."""
 
     def __init__(self, cfg: RunConfig):
-        self.cfg = cfg
+        super().__init__(cfg)
         self.frames_decoded = Metrics.counter(NAMESPACE, "frames_decoded")
         self.frames_context = Metrics.counter(NAMESPACE, "frames_context")
         self.segments_resumed = Metrics.counter(NAMESPACE, "segments_resumed")
 
     def setup(self) -> None:
-        storage.set_deadline(self.cfg.storage_deadline)
+        super().setup()
         self.progress = ProgressCounter(self.cfg.progress_dir)
 
     def process(self, unit):
@@ -203,17 +209,14 @@ class WriteFrame(_LabelSetDoFn):
             writer.abort()
 
 
-class FinishInput(beam.DoFn):
+class FinishInput(_RunDoFn):
     """One input's units and errors, grouped -> its video, error records and done marker."""
 
     def __init__(self, cfg: RunConfig):
-        self.cfg = cfg
+        super().__init__(cfg)
         self.inputs_done = Metrics.counter(NAMESPACE, "inputs_succeeded")
         self.inputs_failed = Metrics.counter(NAMESPACE, "inputs_failed")
         self.inputs_unrecorded = Metrics.counter(NAMESPACE, "inputs_unrecorded")
-
-    def setup(self) -> None:
-        storage.set_deadline(self.cfg.storage_deadline)
 
     def process(self, element):
         input_id, grouped = element

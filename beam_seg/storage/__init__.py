@@ -25,6 +25,7 @@ from beam_seg.storage.limits import (
     outage_reason,
     reset_outage,
     set_deadline,
+    within_deadline,
 )
 from beam_seg.storage.operations import (
     INPUT_CACHE_BYTES_ENV,
@@ -74,5 +75,5 @@ __all__ = [
     "open_for_read", "open_for_write", "outage", "outage_reason", "read_bytes", "read_versioned",
     "remove_empty_work_folder", "remove_scratch", "remove_stale_temps", "replace_if_version",
     "reset_outage", "set_deadline", "source_identity", "stop_writes", "temp_sibling", "track_scratch",
-    "upload_file", "write_bytes", "write_gate",
+    "upload_file", "within_deadline", "write_bytes", "write_gate",
 ]

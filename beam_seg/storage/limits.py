@@ -163,3 +163,15 @@ def _within_deadline(deadline: float, fn: Callable[..., T], *args) -> T:
     if not done:
         raise _Overrun()
     return future.result()
+
+
+def within_deadline(uri: str, fn: Callable[..., T], *args) -> T:
+    """Run a read of one input within the run's deadline, local files included: a regular
+    file on a network mount that stopped answering then fails as one input, with a reason,
+    instead of stalling its worker for good (the blocked read is left to end on its own).
+    It says nothing about the store as a whole, so no outage is declared."""
+    deadline = _deadline_s
+    try:
+        return _within_deadline(deadline, fn, *args)
+    except _Overrun:
+        raise TimeoutError(f"{uri}: no answer within {deadline:.0f} s (--storage-deadline)") from None
