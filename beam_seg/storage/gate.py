@@ -52,8 +52,11 @@ class ScratchDir(tempfile.TemporaryDirectory):
     with, or by `remove_scratch` when the run is stopped before that."""
 
     def __init__(self, prefix: str):
-        super().__init__(prefix=prefix)
-        _scratch.add(self.name)
+        with _gate:  # made and registered at once, and never after a stop (like a write)
+            while _stopped_by is not None and _stopped_by != threading.get_ident():
+                _gate.wait()
+            super().__init__(prefix=prefix)
+            _scratch.add(self.name)
 
     def cleanup(self) -> None:
         _scratch.discard(self.name)
@@ -68,8 +71,10 @@ def track_scratch(path: str) -> None:
 
 def remove_scratch() -> None:
     """Remove every ScratchDir this process still has (a run that is being stopped)."""
-    for name in list(_scratch):
+    with _gate:
+        names = list(_scratch)
+        _scratch.clear()
+    for name in names:
         shutil.rmtree(name, ignore_errors=True)
-        _scratch.discard(name)
 
 
