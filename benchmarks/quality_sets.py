@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -77,9 +78,19 @@ def decode(path: Path) -> list[np.ndarray]:
     return [rgb.copy() for rgb in video.decode_frames(str(path), info, seg)]
 
 
-def annotated_clip(path: Path, truth: Path, index: int = 19) -> Sequence:
+def annotated_clip(path: Path, truth: Path, index: int = 19, width: int | None = None) -> Sequence:
+    """A real clip with one annotated frame; `width`: its frames downscaled (area) to that
+    width first, like the 1024x512 held-out Cityscapes clips of the issue."""
     length = video.probe(str(path)).frame_count
-    return Sequence(path.name, length, lambda: decode(path), {index: lambda: _read(truth)})
+    if width is None:
+        return Sequence(path.name, length, lambda: decode(path), {index: lambda: _read(truth)})
+
+    def frames() -> list[np.ndarray]:
+        out = decode(path)
+        height = round(out[0].shape[0] * width / out[0].shape[1])
+        return [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in out]
+
+    return Sequence(f"{path.name}@{width}", length, frames, {index: lambda: _read(truth)})
 
 
 def synthetic_clip(image: Path, truth: Path, width: int, height: int,
@@ -118,6 +129,9 @@ def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: in
         DataSet("clip-seq0000", "30 frames 2048x1024, frame 19 annotated (training scene)", [annotated_clip(
             videos / "cityscapes_aachen_seq0000_2048x1024_17fps.mp4",
             aachen / "aachen_000000_000019_gtFine_labelTrainIds.png")], video=True),
+        DataSet("clip-seq0000@1024", "the same clip downscaled to 1024x512 (training scene)", [annotated_clip(
+            videos / "cityscapes_aachen_seq0000_2048x1024_17fps.mp4",
+            aachen / "aachen_000000_000019_gtFine_labelTrainIds.png", width=1024)], video=True),
     ]
     width, height = synthetic_size
     for name, note in (("bdd100k", "16"), ("kitti", "5"), ("aachen", "6 (TRAINING frames)")):

@@ -84,12 +84,15 @@ def match_weights(grey: np.ndarray, grey_neighbour: np.ndarray, flow: np.ndarray
     return np.exp(-at_grid / np.float32(MATCH_SIGMA))
 
 
-def warp_grid(grid: ScoreGrid, flow: np.ndarray, width: int, height: int) -> np.ndarray:
+def warp_grid(grid: ScoreGrid, flow: np.ndarray, width: int, height: int,
+              onto: ScoreGrid | None = None) -> np.ndarray:
     """Values of a neighbour frame's `grid` (log-probabilities: bilinear there keeps thin
-    classes, as in `scores.labels_from_scores`), sampled at this frame's grid points moved
-    by `flow` (this frame -> the neighbour, in small-grey pixels of a width x height source)."""
-    grid_h, grid_w = grid.shape
-    moved, px, py, sx, sy = _at_grid(flow, grid, width, height)
+    classes, as in `scores.labels_from_scores`), sampled at the points of this frame's grid
+    `onto` (default: the same points as `grid`'s) moved by `flow` (this frame -> the
+    neighbour, in small-grey pixels of a width x height source)."""
+    onto = onto or grid
+    grid_h, grid_w = onto.shape
+    moved, px, py, sx, sy = _at_grid(flow, onto, width, height)
     map_x = ((px + moved[..., 0] / sx - grid.x0) / grid.dx).astype(np.float32)
     map_y = ((py + moved[..., 1] / sy - grid.y0) / grid.dy).astype(np.float32)
     channels = grid.probs.shape[-1]
