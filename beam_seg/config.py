@@ -34,6 +34,9 @@ from beam_seg.models.tiling import Preset, TileSettings
 # Frames fused on each side of a video frame, by preset: `fast` stays one pass per frame,
 # so a video frame and the same picture as a still get the same labels.
 TEMPORAL_PRESETS = {"fast": 0, "balanced": 1, "high": 2}
+# Key frames by preset (--keyframes N): the preset's windows on every Nth video frame only,
+# one whole-frame pass on the others, whose detail fusion carries from the key frames.
+KEYFRAME_PRESETS = {"fast": 1, "balanced": 1, "high": 1}
 
 
 def positive_int(text: str) -> int:
@@ -139,6 +142,11 @@ class RunConfig:
                                   "frames before and after it, warped by optical flow (0 = off; "
                                   "default: the preset's, fast 0, balanced 1, high 2)",
                                   shapes_output=True, type=non_negative_int, metavar="K")
+    keyframes: int | None = option(None, "videos: the preset's windows on every Nth frame only, one "
+                                   "whole-frame pass on the others, which temporal fusion gives "
+                                   "the key frames' detail (1 = every frame in full; default: the "
+                                   "preset's; off when --temporal is 0)", shapes_output=True,
+                                   type=positive_int, metavar="N")
     resize_mode: str = option("stretch", "single pass (--quality fast): fit frames by stretching "
                               "or by padding", shapes_output=True, choices=RESIZE_MODES)
     roi: str = option(format_roi(DEFAULT_ROI), "region ahead of the car for the roi_<class> "
@@ -235,10 +243,17 @@ class RunConfig:
         return tiles
 
     def temporal_frames(self) -> int:
-        """K of temporal fusion for videos (images are never fused)."""
-        if self.temporal is not None:
-            return self.temporal
-        return TEMPORAL_PRESETS[self.preset("video")]
+        """K of temporal fusion for videos (images are never fused): with key frames, at least
+        N-1, so that every frame reaches the key frames on both sides of it."""
+        k = self.temporal if self.temporal is not None else TEMPORAL_PRESETS[self.preset("video")]
+        return max(k, self.keyframe_interval() - 1) if k else 0
+
+    def keyframe_interval(self) -> int:
+        """N of --keyframes for videos: 1 (every frame in full) when nothing is fused."""
+        k = self.temporal if self.temporal is not None else TEMPORAL_PRESETS[self.preset("video")]
+        if k == 0:
+            return 1
+        return self.keyframes if self.keyframes is not None else KEYFRAME_PRESETS[self.preset("video")]
 
     def inference_settings(self) -> dict[str, InferenceSettings]:
         return {kind: InferenceSettings(self.resize_mode, self.tile_settings(kind))

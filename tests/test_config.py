@@ -20,6 +20,7 @@ OTHER_VALUES = {
     "model_copies": 2, "overwrite": True, "verbose": True, "progress_dir": "/tmp/progress",
     "storage_deadline": 5.0,
     "temporal": 2,
+    "keyframes": 3,
     "roi": "0,0.5 1,0.5 1,1 0,1", "min_object_area": 0.001, "event_enter": 0.01,
     "event_exit": 0.001, "event_min_duration": 1.0,
 }
@@ -55,3 +56,12 @@ def test_the_parser_is_generated_from_the_fields():
     cfg = RunConfig.from_args(args)
     assert (cfg.quality, cfg.flip, cfg.alpha) == ("fast", True, 0.5)
     assert cfg.output.startswith("/")  # made absolute once, at launch
+
+
+def test_key_frames_widen_fusion_to_reach_them_and_need_fusion():
+    cfg = RunConfig(output="/tmp/x", quality="balanced", keyframes=4)
+    assert cfg.keyframe_interval() == 4 and cfg.temporal_frames() == 3
+    off = RunConfig(output="/tmp/x", quality="balanced", keyframes=4, temporal=0)
+    assert off.keyframe_interval() == 1 and off.temporal_frames() == 0
+    wide = RunConfig(output="/tmp/x", quality="high", keyframes=2)
+    assert wide.temporal_frames() == 2  # the preset's K when it already reaches them

@@ -304,10 +304,12 @@ def segment_tiled(model: Model, frame: np.ndarray, settings: InferenceSettings,
 
 class FrameInput(NamedTuple):
     """A RunInference example: the frame, and whether it came from an image or a video
-    (they may run at different quality presets through the one shared model)."""
+    (they may run at different quality presets through the one shared model). `full`:
+    False for a video frame between key frames (--keyframes), which takes one whole-frame pass."""
 
     kind: str
     rgb: np.ndarray
+    full: bool = True
 
 
 class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
@@ -348,10 +350,12 @@ class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
         neighbours keep only scores (their labels are made after fusion)."""
         model_name = model.describe().name
         results: list[PredictionResult | None] = [None] * len(batch)
-        for kind in dict.fromkeys(item.kind for item in batch):
-            positions = [i for i, item in enumerate(batch) if item.kind == kind]
-            outputs = score_frames(model, [batch[i].rgb for i in positions],
-                                   self.settings.get(kind, InferenceSettings()),
+        for kind, full in dict.fromkeys((item.kind, item.full) for item in batch):
+            positions = [i for i, item in enumerate(batch) if (item.kind, item.full) == (kind, full)]
+            settings = self.settings.get(kind, InferenceSettings())
+            if not full:
+                settings = InferenceSettings(settings.resize_mode, None)
+            outputs = score_frames(model, [batch[i].rgb for i in positions], settings,
                                    labels=not (kind == "video" and self.temporal > 0))
             for i, output in zip(positions, outputs, strict=True):
                 results[i] = PredictionResult(batch[i], output, model_id=model_name)

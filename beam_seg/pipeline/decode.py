@@ -50,6 +50,12 @@ def context_span(info: video.VideoInfo, seg: video.Segment, k: int, step: int) -
     return video.Segment(seg.index, first, last - first, seek, (), preroll)
 
 
+def is_key(index: int, step: int, keyframes: int) -> bool:
+    """Whether a video's frame `index` is a key frame: from its place in the whole video, so
+    that every work unit agrees on it whatever --segment-frames is."""
+    return (index // step) % keyframes == 0
+
+
 def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, FrameInput] | UnitStatus]:
     """Yield (key, RGB frame) for each frame to process, then one UnitStatus.
 
@@ -65,6 +71,7 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
     seg = unit.segment
     span = unit.context or seg
     wanted = set(planned_frame_indices(seg, cfg.every_nth_frame))
+    keyframes = cfg.keyframe_interval()
     decoded = context = 0
     path = storage.local_copy(unit.source_uri)
     # closing(): ffmpeg is stopped as soon as this generator is, even if Beam abandons it
@@ -77,10 +84,11 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
                     decoded += 1
                     if index in wanted:
                         yield (FrameKey(unit, index, seg.timestamps_s[index - seg.start]),
-                               FrameInput("video", rgb))
+                               FrameInput("video", rgb, is_key(index, cfg.every_nth_frame, keyframes)))
                 elif index % cfg.every_nth_frame == 0:  # a neighbour for temporal fusion
                     context += 1
-                    yield FrameKey(unit, index, 0.0, context=True), FrameInput("video", rgb)
+                    yield (FrameKey(unit, index, 0.0, context=True),
+                           FrameInput("video", rgb, is_key(index, cfg.every_nth_frame, keyframes)))
         except video.VideoError as exc:  # a stalled decoder: the frames it gave are kept
             stalled = str(exc)
     error = missing_from = None
