@@ -69,10 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr)
     if args.models:
         models = [m for m in args.models.split(",") if m in models]
-    sets = quality_sets.data_sets()
-    if args.sets:
-        wanted = args.sets.split(",")
-        sets = [s for s in sets if s.name in wanted]
+    sets = quality_sets.data_sets(names=args.sets.split(",") if args.sets else None)
     results = {"date": date.today().isoformat(), "command": "make bench-quality", "models": {}}
     for name in models:
         loaded = {}

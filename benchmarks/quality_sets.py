@@ -31,7 +31,18 @@ from beam_seg.pipeline.temporal import TemporalFuser
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATA = SHARED / "data"
 CACHE = Path(os.environ.get("BEAM_SEG_QUALITY_CACHE", "/tmp/quality-cache"))
-CACHE_VERSION = "1"  # bump when inference changes in a way the settings' repr does not show
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _code_version() -> str:
+    """A digest of the code that makes scores: any change to it makes the cache miss."""
+    digest = hashlib.sha256()
+    for path in [*sorted((ROOT / "beam_seg" / "models").glob("*.py")), ROOT / "beam_seg/media/pixels.py"]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+CACHE_VERSION = _code_version()
 
 
 @dataclass
@@ -112,9 +123,10 @@ def synthetic_clip(image: Path, truth: Path, width: int, height: int,
                     {i: (lambda i=i: truth_of(i)) for i in range(camera.frames)})
 
 
-def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: int = 12) -> list[DataSet]:
-    """Every shared set with ground truth; aachen (and the clips cut from its scenes) are
-    Cityscapes training frames, which the model learnt from: they are marked so."""
+def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: int = 12,
+              names: list[str] | None = None) -> list[DataSet]:
+    """Every shared set with ground truth (or those `names`); aachen (and the clips cut from
+    its scenes) are Cityscapes training frames, which the model learnt from: marked so."""
     camera = CameraPath(frames=synthetic_frames, shake=tuple(range(synthetic_frames // 2 - 1,
                                                                     synthetic_frames // 2 + 2)))
     videos, aachen = DATA / "videos", DATA / "cityscapes/train/aachen"
@@ -135,18 +147,22 @@ def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: in
     ]
     width, height = synthetic_size
     for name, note in (("bdd100k", "16"), ("kitti", "5"), ("aachen", "6 (TRAINING frames)")):
+        if names is not None and f"synthetic-{name}" not in names:
+            continue
         sets.append(DataSet(f"synthetic-{name}", f"{note} clips of {synthetic_frames} frames "
                             f"{width}x{height}, every frame annotated",
                             [synthetic_clip(i, t, width, height, camera) for i, t in still_pairs(name)],
                             video=True))
-    return sets
+    return [s for s in sets if names is None or s.name in names]
 
 
 # --------------------------------------------------------------------------- score cache
 
 
 def _key(model_name: str, settings: InferenceSettings, sequence: str, index: int) -> Path:
-    text = repr((CACHE_VERSION, model_name, settings, sequence, index))
+    # Preset fields added at their defaults leave the key as it was (the cache stays valid)
+    text = repr((CACHE_VERSION, model_name, settings, sequence, index)).replace(
+        ", aspects=(), overlaps=()", "")
     return CACHE / "scores" / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.npz"
 
 
