@@ -25,6 +25,7 @@ from beam_seg.media import flow, video
 from beam_seg.media.pixels import resize_nearest
 from beam_seg.models.inference import InferenceSettings, Segmentation, labels_of, score_frames
 from beam_seg.models.scores import ScoreGrid
+from beam_seg.models.tiling import Preset
 from beam_seg.pipeline.records import FrameKey, WorkUnit
 from beam_seg.pipeline.temporal import TemporalFuser
 
@@ -51,6 +52,7 @@ class Sequence:
 
     name: str
     length: int
+    size: tuple[int, int]  # (width, height) of its frames
     frames: Callable[[], list[np.ndarray]]
     truth: dict[int, Callable[[], np.ndarray]]
 
@@ -69,8 +71,8 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _stills(pairs: list[tuple[Path, Path]]) -> list[Sequence]:
-    return [Sequence(image.name, 1, lambda image=image: [_read(image)], {0: lambda truth=truth: _read(truth)})
-            for image, truth in pairs]
+    return [Sequence(image.name, 1, Image.open(image).size, lambda image=image: [_read(image)],
+                     {0: lambda truth=truth: _read(truth)}) for image, truth in pairs]
 
 
 def still_pairs(name: str) -> list[tuple[Path, Path]]:
@@ -92,16 +94,19 @@ def decode(path: Path) -> list[np.ndarray]:
 def annotated_clip(path: Path, truth: Path, index: int = 19, width: int | None = None) -> Sequence:
     """A real clip with one annotated frame; `width`: its frames downscaled (area) to that
     width first, like the 1024x512 held-out Cityscapes clips of the issue."""
-    length = video.probe(str(path)).frame_count
+    info = video.probe(str(path))
+    length = info.frame_count
     if width is None:
-        return Sequence(path.name, length, lambda: decode(path), {index: lambda: _read(truth)})
+        return Sequence(path.name, length, (info.width, info.height), lambda: decode(path),
+                        {index: lambda: _read(truth)})
 
     def frames() -> list[np.ndarray]:
         out = decode(path)
         height = round(out[0].shape[0] * width / out[0].shape[1])
         return [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in out]
 
-    return Sequence(f"{path.name}@{width}", length, frames, {index: lambda: _read(truth)})
+    size = (width, round(info.height * width / info.width))
+    return Sequence(f"{path.name}@{width}", length, size, frames, {index: lambda: _read(truth)})
 
 
 def synthetic_clip(image: Path, truth: Path, width: int, height: int,
@@ -119,7 +124,7 @@ def synthetic_clip(image: Path, truth: Path, width: int, height: int,
     def truth_of(i: int) -> np.ndarray:
         return np.load(truths)["truth"][i]
 
-    return Sequence(f"{image.name} ({tag})", camera.frames, lambda: decode(clip),
+    return Sequence(f"{image.name} ({tag})", camera.frames, (width, height), lambda: decode(clip),
                     {i: (lambda i=i: truth_of(i)) for i in range(camera.frames)})
 
 
@@ -159,7 +164,7 @@ def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: in
 # --------------------------------------------------------------------------- score cache
 
 
-def _key(model_name: str, settings: InferenceSettings, sequence: str, index: int) -> Path:
+def _key(model_name: str, settings, sequence: str, index: int) -> Path:
     # Preset fields added at their defaults leave the key as it was (the cache stays valid)
     text = repr((CACHE_VERSION, model_name, settings, sequence, index)).replace(
         ", aspects=(), overlaps=()", "")
@@ -190,11 +195,23 @@ def _load(path: Path) -> tuple[Segmentation, float, tuple[int, int]]:
         return seg, float(data["seconds"]), size
 
 
+def _as_scales(model: Callable[[], object], settings: InferenceSettings, size: tuple[int, int]):
+    """What a preset does to frames of this size (its working scales) for fixed-size models,
+    so that presets that agree there share cached scores."""
+    if not isinstance(settings.tiles, Preset):
+        return settings
+    spec = model().describe().input_spec
+    if not spec.fixed_size:
+        return settings
+    return settings.resize_mode, settings.tiles.scales(*size, spec.width, spec.height)
+
+
 def scores_of(model: Callable[[], object], model_name: str, settings: InferenceSettings,
               sequence: Sequence) -> list[tuple[Segmentation, float, tuple[int, int]]]:
-    """(segmentation without labels, inference seconds, source size) of every frame of a sequence, from
-    the cache where it has them; `model()` gives the model (loaded only when needed)."""
-    paths = [_key(model_name, settings, sequence.name, i) for i in range(sequence.length)]
+    """(segmentation without labels, inference seconds, source size) of every frame of
+    a sequence, from the cache where it has them; `model()` gives the model (loaded only when needed)."""
+    paths = [_key(model_name, _as_scales(model, settings, sequence.size), sequence.name, i)
+             for i in range(sequence.length)]
     if not all(p.exists() for p in paths):
         frames = sequence.frames()
         for path, frame in zip(paths, frames, strict=True):
