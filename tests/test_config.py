@@ -65,3 +65,13 @@ def test_key_frames_widen_fusion_to_reach_them_and_need_fusion():
     assert off.keyframe_interval() == 1 and off.temporal_frames() == 0
     wide = RunConfig(output="/tmp/x", quality="high", keyframes=2)
     assert wide.temporal_frames() == 2  # the preset's K when it already reaches them
+
+
+def test_the_presets_key_frames_apply_to_frames_the_preset_also_takes_whole():
+    cfg = RunConfig(output="/tmp/x", quality="balanced")
+    dashcam, cityscapes = (960, 540), (2048, 1024)
+    assert cfg.keyframe_interval(dashcam) > 1
+    assert cfg.temporal_frames(dashcam) == cfg.keyframe_interval(dashcam) - 1
+    assert cfg.keyframe_interval(cityscapes) == 1 and cfg.temporal_frames(cityscapes) == 1
+    assert RunConfig(output="/tmp/x", quality="high").keyframe_interval(dashcam) == 1
+    assert RunConfig(output="/tmp/x", quality="balanced", keyframes=2).keyframe_interval(cityscapes) == 2

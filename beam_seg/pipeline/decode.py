@@ -32,7 +32,7 @@ def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
             "pixels (raise it with --max-image-pixels)")
     segments = video.plan_segments(info, cfg.segment_frames)
     slim = dataclasses.replace(info, timestamps_s=())
-    k, step = cfg.temporal_frames(), cfg.every_nth_frame
+    k, step = cfg.temporal_frames((info.width, info.height)), cfg.every_nth_frame
     return [WorkUnit(uri, iid, "video", seg, len(segments), slim,
                      context_span(info, seg, k, step) if k else None, version) for seg in segments]
 
@@ -71,7 +71,7 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
     seg = unit.segment
     span = unit.context or seg
     wanted = set(planned_frame_indices(seg, cfg.every_nth_frame))
-    keyframes = cfg.keyframe_interval()
+    keyframes = cfg.keyframe_interval((unit.info.width, unit.info.height))
     decoded = context = 0
     path = storage.local_copy(unit.source_uri)
     # closing(): ffmpeg is stopped as soon as this generator is, even if Beam abandons it

@@ -147,7 +147,8 @@ class WriteFrame(_LabelSetDoFn):
                                         confidence, None)]
         fuser = self._fusers.get(unit.key)
         if fuser is None:
-            fuser = self._fusers[unit.key] = temporal.TemporalFuser(self.temporal)
+            k = self.cfg.temporal_frames((unit.info.width, unit.info.height))
+            fuser = self._fusers[unit.key] = temporal.TemporalFuser(k)
         ready = fuser.add(key, rgb, seg, full)
         if key.frame_index == last_decoded_frame(unit, self.cfg.every_nth_frame):
             ready += self._fusers.pop(unit.key).flush()
