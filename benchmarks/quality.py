@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import quality_sets  # noqa: E402
 
-from beam_seg.config import TEMPORAL_PRESETS  # noqa: E402
+from beam_seg.config import RunConfig  # noqa: E402
 from beam_seg.models import load_label_set, load_model, resolve  # noqa: E402
 from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings  # noqa: E402
 from beam_seg.models.registry import MODEL_DIR_ENV, REGISTRY, cache_dir  # noqa: E402
@@ -48,13 +48,21 @@ def local_models() -> tuple[list[str], list[str]]:
     return found, skipped
 
 
-def settings_rows(preset: str, video: bool) -> list[tuple[str, InferenceSettings, int]]:
-    """(row label, settings, K) of a preset: stills once, clips at the preset's K and at 0."""
+def settings_rows(preset: str, dataset) -> list[tuple[str, InferenceSettings, int, int]]:
+    """(row label, settings, K, key frames N) of a preset: stills once; clips as the pipeline
+    runs them by default (with the preset's key frames where they apply), every frame in
+    full, and --temporal 0."""
     settings = InferenceSettings(tiles=QUALITY_PRESETS[preset])
-    k = TEMPORAL_PRESETS.get(preset, 0)
-    if not video:
-        return [("", settings, 0)]
-    return [(f"--temporal {k}", settings, k)] + ([("--temporal 0", settings, 0)] if k else [])
+    if not dataset.video:
+        return [("", settings, 0, 1)]
+    cfg = RunConfig(output="unused", quality=preset)
+    size = dataset.sequences[0].size
+    k, n = cfg.temporal_frames(size), cfg.keyframe_interval(size)
+    rows = [(f"--temporal {k} --keyframes {n} (default)", settings, k, n)] if n > 1 else []
+    if k:
+        base = RunConfig(output="unused", quality=preset, keyframes=1).temporal_frames(size)
+        rows.append((f"--temporal {base}" + (" --keyframes 1" if n > 1 else ""), settings, base, 1))
+    return [*rows, ("--temporal 0", settings, 0, 1)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for dataset in sets:
             for preset in args.presets.split(","):
-                for label, settings, k in settings_rows(preset, dataset.video):
+                for label, settings, k, n in settings_rows(preset, dataset):
                     row = {"set": dataset.name, "note": dataset.note, "preset": preset, "variant": label,
-                           **quality_sets.measure(model, name, dataset, settings, k)}
+                           **quality_sets.measure(model, name, dataset, settings, k, keyframes=n)}
                     rows.append(row)
                     print(f"{name} {row}", file=sys.stderr, flush=True)
         results["models"][name] = rows

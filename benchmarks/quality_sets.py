@@ -225,15 +225,15 @@ def scores_of(model: Callable[[], object], model_name: str, settings: InferenceS
 # --------------------------------------------------------------------------- scoring
 
 
-def fused_labels(frames: list[np.ndarray], segs: list[Segmentation],
-                 k: int) -> tuple[list[np.ndarray], float]:
+def fused_labels(frames: list[np.ndarray], segs: list[Segmentation], k: int,
+                 keyframes: int = 1) -> tuple[list[np.ndarray], float]:
     """Label maps of a clip's frames through the pipeline's own `TemporalFuser` (K=0: each
-    frame alone), and the seconds fusion and labels took."""
+    frame alone; every `keyframes`th frame a key frame), and the seconds fusion took."""
     fuser, out = TemporalFuser(k), []
     unit = WorkUnit("clip", "clip", "video")
     start = time.perf_counter()
     for i, (rgb, seg) in enumerate(zip(frames, segs, strict=True)):
-        out += fuser.add(FrameKey(unit, i, 0.0), rgb, seg)
+        out += fuser.add(FrameKey(unit, i, 0.0), rgb, seg, i % keyframes == 0)
     out += fuser.flush()
     return [f.labels for f in out], time.perf_counter() - start
 
@@ -247,20 +247,24 @@ def compensated_flicker(frames: list[np.ndarray], labels: list[np.ndarray]) -> f
 
 
 def measure(model: Callable[[], object], model_name: str, dataset: DataSet,
-            settings: InferenceSettings, k: int = 0, classes: int = 19) -> dict:
+            settings: InferenceSettings, k: int = 0, classes: int = 19, keyframes: int = 1) -> dict:
     """mIoU and pixel accuracy (one confusion matrix over every annotated frame, at ground-truth
     resolution, as `beam-seg eval` counts), frames/s of inference (plus fusion for clips) and,
-    for clips, the flow-compensated flicker."""
+    for clips, the flow-compensated flicker. `keyframes` N: clips take `settings` on every
+    Nth frame and one whole-frame pass on the others, as --keyframes does."""
     confusion = np.zeros((classes, classes + 1), np.int64)
     seconds, frames_done, flickers = 0.0, 0, []
     for sequence in dataset.sequences:
         results = scores_of(model, model_name, settings, sequence)
+        if keyframes > 1:
+            whole = scores_of(model, model_name, InferenceSettings(settings.resize_mode, None), sequence)
+            results = [r if i % keyframes == 0 else whole[i] for i, r in enumerate(results)]
         segs = [seg for seg, _, _ in results]
         seconds += sum(t for _, t, _ in results)
         frames_done += len(segs)
         if dataset.video:
             frames = sequence.frames()
-            labels, fuse_seconds = fused_labels(frames, segs, k)
+            labels, fuse_seconds = fused_labels(frames, segs, k, keyframes)
             seconds += fuse_seconds
             flickers.append(compensated_flicker(frames, labels))
         else:
