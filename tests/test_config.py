@@ -67,7 +67,10 @@ def test_key_frames_widen_fusion_to_reach_them_and_need_fusion():
     assert wide.temporal_frames() == 2  # the preset's K when it already reaches them
 
 
-def test_the_presets_key_frames_apply_to_frames_the_preset_also_takes_whole():
+def test_the_presets_key_frames_apply_to_frames_the_preset_also_takes_whole(monkeypatch):
+    from beam_seg import config
+
+    monkeypatch.setitem(config.KEYFRAME_PRESETS, "balanced", 3)
     cfg = RunConfig(output="/tmp/x", quality="balanced")
     dashcam, cityscapes = (960, 540), (2048, 1024)
     assert cfg.keyframe_interval(dashcam) > 1
