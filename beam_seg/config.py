@@ -35,11 +35,9 @@ from beam_seg.models.tiling import Preset, TileSettings
 # so a video frame and the same picture as a still get the same labels.
 TEMPORAL_PRESETS = {"fast": 0, "balanced": 1, "high": 2}
 # Key frames by preset (--keyframes N): the preset's windows on every Nth video frame only,
-# one whole-frame pass on the others, whose detail fusion carries from the key frames. Off by
-# default: `balanced` with N=3 cost 0.64x of every frame in full on the udacity clip but lost
-# 0.022 mIoU on the synthetic dashcam clips and 0.075 on a 1024x512 Cityscapes clip (N=2..4),
-# see docs/quality.md.
-KEYFRAME_PRESETS = {"fast": 1, "balanced": 1, "high": 1}
+# one whole-frame pass on the others, whose detail fusion carries from the key frames; only
+# on videos up to 16:9 (see `keyframe_interval`), measured in docs/quality.md.
+KEYFRAME_PRESETS = {"fast": 1, "balanced": 3, "high": 1}
 
 
 def positive_int(text: str) -> int:

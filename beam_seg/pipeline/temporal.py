@@ -63,16 +63,20 @@ FUSION_REFINE = 2
 
 
 # With --keyframes N, a frame scored by one whole-frame pass takes the key frames around it
-# (up to N-1 away) at this many times a neighbour's weight, falling off as a Gaussian of
-# KEY_SIGMA_FRAMES: the key frames' detail carried onto it by flow. Key frames fuse as
-# every frame does without key frames.
-KEY_WEIGHT = 3.0
+# (up to N-1 away) at this many times the frame's own weight, falling off as a Gaussian of
+# KEY_SIGMA_FRAMES: the key frames' detail carried onto it by flow. Frames scored by one pass
+# are nobody's neighbour: a key frame keeps its own scores, and a frame between key frames
+# takes only them. On the synthetic dashcam clips (balanced, N=3) that gave 0.267 mIoU
+# against 0.254 when those frames counted as neighbours too (0.271 with --temporal 0).
+KEY_WEIGHT = 6.0
 KEY_SIGMA_FRAMES = 2.0
 
 
 def neighbour_weight(d: int, frame_is_key: bool, neighbour_is_key: bool) -> float:
     """The weight of a neighbour d frames away (the frame itself at d = 0 weighs 1)."""
-    if neighbour_is_key and not frame_is_key:
+    if not neighbour_is_key:
+        return 0.0
+    if not frame_is_key:
         return KEY_WEIGHT * math.exp(-d * d / (2 * KEY_SIGMA_FRAMES ** 2))
     return math.exp(-d * d / (2 * WEIGHT_SIGMA_FRAMES ** 2))
 
@@ -154,8 +158,12 @@ class TemporalFuser:
             n = t + d
             if d == 0 or not 0 <= n < len(self.frames) or not self._same_scene(t, n):
                 continue
-            neighbour, motion = self.frames[n], self._flow_between(t, n)
-            match = np.float32(neighbour_weight(d, frame.full, neighbour.full)) * flow.match_weights(
+            neighbour = self.frames[n]
+            prior = neighbour_weight(d, frame.full, neighbour.full)
+            if prior == 0:
+                continue
+            motion = self._flow_between(t, n)
+            match = np.float32(prior) * flow.match_weights(
                 frame.grey, neighbour.grey, motion, own, width, height)
             warped = flow.warp_grid(neighbour.seg.scores, motion, width, height, onto=own)
             total += warped * match[..., None]
