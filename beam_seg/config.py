@@ -35,6 +35,10 @@ from beam_seg.tables.regions import (
 # Frames fused on each side of a video frame, by preset: `fast` stays one pass per frame,
 # so a video frame and the same picture as a still get the same labels.
 TEMPORAL_PRESETS = {"fast": 0, "balanced": 1, "high": 2}
+# Key frames by preset (--keyframes N): the preset's windows on every Nth video frame only,
+# one whole-frame pass on the others, whose detail fusion carries from the key frames; only
+# on videos up to 16:9 (see `keyframe_interval`), measured in docs/quality.md.
+KEYFRAME_PRESETS = {"fast": 1, "balanced": 3, "high": 1}
 
 
 def positive_int(text: str) -> int:
@@ -151,6 +155,11 @@ class RunConfig:
                                   "frames before and after it, warped by optical flow (0 = off; "
                                   "default: the preset's, fast 0, balanced 1, high 2)",
                                   shapes_output=True, type=non_negative_int, metavar="K")
+    keyframes: int | None = option(None, "videos: the preset's windows on every Nth frame only, one "
+                                   "whole-frame pass on the others, which temporal fusion gives "
+                                   "the key frames' detail (1 = every frame in full; default: the "
+                                   "preset's; off when --temporal is 0)", shapes_output=True,
+                                   type=positive_int, metavar="N")
     resize_mode: str = option("stretch", "single pass (--quality fast): fit frames by stretching "
                               "or by padding", shapes_output=True, choices=RESIZE_MODES)
     roi: str = option(format_roi(DEFAULT_ROI), "region ahead of the car for the roi_<class> "
@@ -246,11 +255,28 @@ class RunConfig:
             tiles = dataclasses.replace(tiles or TileSettings(), flip=True)
         return tiles
 
-    def temporal_frames(self) -> int:
-        """K of temporal fusion for videos (images are never fused)."""
-        if self.temporal is not None:
-            return self.temporal
-        return TEMPORAL_PRESETS[self.preset("video")]
+    def temporal_frames(self, size: tuple[int, int] | None = None) -> int:
+        """K of temporal fusion for videos (images are never fused): with key frames, at least
+        N-1, so that every frame reaches the key frames on both sides of it. `size`: the
+        video's (width, height), which decides whether the preset's key frames apply."""
+        k = self.temporal if self.temporal is not None else TEMPORAL_PRESETS[self.preset("video")]
+        return max(k, self.keyframe_interval(size) - 1) if k else 0
+
+    def keyframe_interval(self, size: tuple[int, int] | None = None) -> int:
+        """N of --keyframes for a video of `size` (width, height): 1 (every frame in full) when
+        nothing is fused. A preset's own N applies to frames that the preset itself also
+        takes whole (up to its `whole_max_aspect`, 16:9): there the whole-frame pass is one of
+        its scales; on wider frames (2:1 Cityscapes) it lost 0.06 mIoU. --keyframes N applies
+        to every video."""
+        k = self.temporal if self.temporal is not None else TEMPORAL_PRESETS[self.preset("video")]
+        if k == 0:
+            return 1
+        if self.keyframes is not None:
+            return self.keyframes
+        tiles = self.tile_settings("video")
+        if not isinstance(tiles, Preset) or size is None or size[0] > tiles.whole_max_aspect * size[1]:
+            return 1
+        return KEYFRAME_PRESETS[self.preset("video")]
 
     def size_settings(self, kind: str) -> SizePreset:
         """Working sizes of a model that takes any size (the window knobs do not apply)."""

@@ -130,6 +130,31 @@ def run_pipeline(clip: Path, out: Path, extra: list[str]) -> dict:
     return report
 
 
+VIDEO_RUNS = {  # the default video run (balanced, key frames) against every frame in full
+    "default": [],
+    "balanced --keyframes 1": ["--quality", "balanced", "--keyframes", "1"],
+    "fast": ["--quality", "fast"],
+}
+
+
+def video_default_rows(clip: Path, scratch: Path, args) -> dict:
+    """Whole-pipeline frames/s of the default video run, `balanced --keyframes 1` and `fast`
+    on one clip, interleaved `repeats` times in one run; medians, and the default's cost
+    as a share of `balanced --keyframes 1`'s."""
+    frames, seconds = video.probe(str(clip)).frame_count, {name: [] for name in VIDEO_RUNS}
+    for repeat in range(args.repeats):
+        for name, flags in VIDEO_RUNS.items():
+            out = scratch / f"video-defaults-{repeat}-{name.replace(' ', '_')}"
+            seconds[name].append(run_pipeline(clip, out, ["--model", args.model, "--overwrite",
+                                                          *flags])["seconds"])
+    rows = {name: {"frames_per_s": round(frames / median(s), 2), "seconds": [round(x, 1) for x in s]}
+            for name, s in seconds.items()}
+    rows["default_cost_vs_balanced_keyframes_1"] = round(
+        median(seconds["default"]) / median(seconds["balanced --keyframes 1"]), 3)
+    print(f"[video defaults] {rows}", file=sys.stderr, flush=True)
+    return rows
+
+
 def sequential_loop(clip: Path, out: Path, model) -> float:
     """The plain notebook loop we compete with: decode, infer, write PNG, JPEG and mp4, in turn.
 
@@ -219,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset of the clips to run")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--pipeline-args", default="", help="extra options for beam-seg segment")
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip (video_defaults)")
     args = parser.parse_args(argv)
     threads = default_threads()
     layout = pipeline_layout()
@@ -284,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
               f"sequential {figures['sequential_fps_marginal']:.1f}/s "
               f"(x{figures['speedup_vs_sequential']:.2f}), peak RSS {figures['peak_rss_mib_x1']:.0f} -> "
               f"{figures['peak_rss_mib_x3']:.0f} MiB", flush=True)
+    if "udacity_960x540" in clips and "video_defaults" not in args.skip.split(","):
+        results["video_defaults"] = video_default_rows(clips["udacity_960x540"][0], scratch, args)
     shutil.rmtree(scratch, ignore_errors=True)
     out_json = args.out / "bench.json"
     out_json.write_text(json.dumps(results, indent=2))

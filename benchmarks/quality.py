@@ -1,11 +1,15 @@
-"""`make bench-quality`: mIoU, pixel accuracy and speed of each --quality preset, then
-temporal fusion on video (benchmarks/temporal_quality.py).
+"""`make bench-quality`: mIoU, pixel accuracy and frames/s of every --quality preset of every
+registry model whose file is on this machine, on every shared set with ground truth.
 
-Runs `beam-seg segment --quality P` on the annotated Cityscapes frames, scores the run
-with `beam-seg eval`'s own function, and times the preset's inference (sliding windows
-included) on the same frames, median of `--repeats`.
+Sets (benchmarks/quality_sets.py): aachen (Cityscapes TRAINING frames, marked so), kitti,
+bdd100k (the main dev set), the Cityscapes val frame, the two annotated Cityscapes clips
+and synthetic clips made from the bdd100k, kitti and aachen stills (every frame annotated).
+Clips are fused in time as the pipeline fuses videos (the preset's --temporal K, and K=0
+beside it), with their flow-compensated flicker. Scores are cached per frame under
+$BEAM_SEG_QUALITY_CACHE (default /tmp/quality-cache): frames/s is the inference time
+measured when a frame was first scored (one thread), plus fusion.
 
-    python benchmarks/quality.py --out bench-out [--ground-truth DIR] [--repeats 3] [--no-temporal]
+    python benchmarks/quality.py --out bench-out [--sets bdd100k,kitti] [--models NAME,...]
 """
 
 from __future__ import annotations
@@ -13,90 +17,107 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
+from datetime import date
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from beam_seg.commands.evaluate import evaluate  # noqa: E402
-from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve  # noqa: E402
-from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, segment_frames  # noqa: E402
-from pipelines.segment import run  # noqa: E402
+import quality_sets  # noqa: E402
 
-SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
+from beam_seg.config import RunConfig  # noqa: E402
+from beam_seg.models import load_label_set, load_model, resolve  # noqa: E402
+from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings  # noqa: E402
+from beam_seg.models.registry import MODEL_DIR_ENV, REGISTRY, cache_dir  # noqa: E402
+
+
+def local_models() -> tuple[list[str], list[str]]:
+    """Registry models with Cityscapes labels whose file is on this machine, and a line for
+    each one skipped."""
+    found, skipped = [], []
+    for name, spec in REGISTRY.items():
+        folders = [os.environ.get(MODEL_DIR_ENV, ""), cache_dir()]
+        if spec.labels != "cityscapes":
+            skipped.append(f"{name}: skipped, its labels are not Cityscapes' (the sets' ground truth)")
+        elif not any(folder and Path(folder, spec.filename).exists() for folder in folders):
+            skipped.append(f"{name}: skipped, {spec.filename} is not on this machine")
+        else:
+            found.append(name)
+    return found, skipped
+
+
+KEYFRAMES_ROW = 3
+
+
+def settings_rows(preset: str, dataset) -> list[tuple[str, InferenceSettings, int, int]]:
+    """(row label, settings, K, key frames N) of a preset: stills once; clips as the pipeline
+    runs them by default (with the preset's key frames where they apply), every frame in
+    full, and --temporal 0."""
+    settings = InferenceSettings(tiles=QUALITY_PRESETS[preset])
+    if not dataset.video:
+        return [("", settings, 0, 1)]
+    cfg = RunConfig(output="unused", quality=preset)
+    size = dataset.sequences[0].size
+    k, n = cfg.temporal_frames(size), cfg.keyframe_interval(size)
+    rows = [(f"--temporal {k} --keyframes {n} (default)", settings, k, n)] if n > 1 else []
+    if k:
+        base = RunConfig(output="unused", quality=preset, keyframes=1).temporal_frames(size)
+        rows.append((f"--temporal {base}" + (" --keyframes 1" if n > 1 else ""), settings, base, 1))
+    if n == 1 and k:  # key frames on demand, at the N measured in docs/quality.md
+        keyed = RunConfig(output="unused", quality=preset, keyframes=KEYFRAMES_ROW)
+        rows.append((f"--keyframes {KEYFRAMES_ROW}", settings, keyed.temporal_frames(size), KEYFRAMES_ROW))
+    return [*rows, ("--temporal 0", settings, 0, 1)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench-out", type=Path)
-    parser.add_argument("--ground-truth", type=Path,
-                        default=SHARED / "data" / "cityscapes" / "train" / "aachen")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--no-temporal", action="store_true", help="skip the video part")
+    parser.add_argument("--sets", default=None, help="comma-separated set names (default: all)")
+    parser.add_argument("--models", default=None, help="comma-separated registry names (default: all local)")
+    parser.add_argument("--presets", default=",".join(QUALITY_PRESETS))
     args = parser.parse_args(argv)
-    images = sorted(args.ground_truth.rglob("*_leftImg8bit.png"))
-    if not images:
-        print(f"no *_leftImg8bit.png under {args.ground_truth}", file=sys.stderr)
-        return 2
-    resolved = resolve(args.model)
-    model = load_model(resolved)
-    model.num_classes = load_label_set(resolved.labels).num_classes
-    frames = [np.asarray(Image.open(p).convert("RGB")) for p in images]
-    height, width = frames[0].shape[:2]
-    results = {"model": args.model, "frames": len(images), "frame_size": f"{width}x{height}",
-               "command": "make bench-quality", "presets": {}}
-    for preset, tiles in QUALITY_PRESETS.items():
-        out = args.out / f"quality-{preset}"
-        code = run([*map(str, images), "--output", str(out), "--quality", preset, "--model", args.model,
-                    "--overwrite"], save_main_session=False)
-        if code != 0:
-            raise RuntimeError(f"the {preset} run failed")
-        scores = evaluate(str(out), str(args.ground_truth))
-        settings = InferenceSettings(tiles=tiles)
-        segment_frames(model, frames[:1], settings)  # warm-up
-        seconds = []
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            for frame in frames:
-                segment_frames(model, [frame], settings)
-            seconds.append((time.perf_counter() - start) / len(frames))
-        windows = count_windows(model, frames[0], settings)
-        results["presets"][preset] = {
-            "miou": round(scores["miou"], 4), "pixel_accuracy": round(scores["pixel_accuracy"], 4),
-            "windows_per_frame": windows, "frames_per_s": round(1 / statistics.median(seconds), 2),
-        }
-        print(f"{preset}: {results['presets'][preset]}", file=sys.stderr, flush=True)
-    print(f"\n| preset | windows per {width}x{height} frame | mIoU | pixel accuracy | frames/s |")
-    print("|---|---|---|---|---|")
-    for preset, r in results["presets"].items():
-        print(f"| `{preset}` | {r['windows_per_frame']} | {r['miou']:.3f} | {r['pixel_accuracy']:.3f} "
-              f"| {r['frames_per_s']:.2f} |")
+    models, skipped = local_models()
+    for line in skipped:
+        print(line, file=sys.stderr)
+    if args.models:
+        models = [m for m in args.models.split(",") if m in models]
+    sets = quality_sets.data_sets(names=args.sets.split(",") if args.sets else None)
+    results = {"date": date.today().isoformat(), "command": "make bench-quality", "models": {}}
+    for name in models:
+        loaded = {}
+
+        def model(name=name, loaded=loaded):
+            if "model" not in loaded:
+                resolved = resolve(name)
+                loaded["model"] = load_model(resolved, 1, 1, load_label_set(resolved.labels).num_classes)
+            return loaded["model"]
+
+        rows = []
+        for dataset in sets:
+            for preset in args.presets.split(","):
+                for label, settings, k, n in settings_rows(preset, dataset):
+                    row = {"set": dataset.name, "note": dataset.note, "preset": preset, "variant": label,
+                           **quality_sets.measure(model, name, dataset, settings, k, keyframes=n)}
+                    rows.append(row)
+                    print(f"{name} {row}", file=sys.stderr, flush=True)
+        results["models"][name] = rows
+        print(table(name, rows))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality.json").write_text(json.dumps(results, indent=2))
-    if not args.no_temporal:
-        import temporal_quality
-
-        return temporal_quality.main(["--out", str(args.out)])
     return 0
 
 
-def count_windows(model, frame: np.ndarray, settings: InferenceSettings) -> int:
-    """Model passes one frame takes at these settings (every scale's windows)."""
-    calls = []
-    predict = model.predict
-    model.predict = lambda batch: calls.append(len(batch)) or predict(batch)
-    try:
-        segment_frames(model, [frame], settings)
-    finally:
-        model.predict = predict
-    return sum(calls)
+def table(model: str, rows: list[dict]) -> str:
+    lines = [f"\n### `{model}`\n", "| set | preset | mIoU | pixel accuracy | frames/s | flicker |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        flicker = f"{r['flicker']:.4f}" if "flicker" in r else "-"
+        preset = f"`{r['preset']}` {r['variant']}".strip()
+        lines.append(f"| {r['set']} | {preset} | {r['miou']:.3f} | {r['pixel_accuracy']:.3f} "
+                     f"| {r['frames_per_s']} | {flicker} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ OTHER_VALUES = {
     "storage_deadline": 5.0,
     "onnx_spec": "{\"input\": {\"multiple\": 16}}", "onnx_providers": "cuda",
     "temporal": 2, "legend": "none",
+    "keyframes": 3,
     "roi": "0,0.5 1,0.5 1,1 0,1", "min_object_area": 0.001, "event_enter": 0.01,
     "event_exit": 0.001, "event_min_duration": 1.0,
 }
@@ -56,3 +57,25 @@ def test_the_parser_is_generated_from_the_fields():
     cfg = RunConfig.from_args(args)
     assert (cfg.quality, cfg.flip, cfg.alpha) == ("fast", True, 0.5)
     assert cfg.output.startswith("/")  # made absolute once, at launch
+
+
+def test_key_frames_widen_fusion_to_reach_them_and_need_fusion():
+    cfg = RunConfig(output="/tmp/x", quality="balanced", keyframes=4)
+    assert cfg.keyframe_interval() == 4 and cfg.temporal_frames() == 3
+    off = RunConfig(output="/tmp/x", quality="balanced", keyframes=4, temporal=0)
+    assert off.keyframe_interval() == 1 and off.temporal_frames() == 0
+    wide = RunConfig(output="/tmp/x", quality="high", keyframes=2)
+    assert wide.temporal_frames() == 2  # the preset's K when it already reaches them
+
+
+def test_the_presets_key_frames_apply_to_frames_the_preset_also_takes_whole(monkeypatch):
+    from beam_seg import config
+
+    monkeypatch.setitem(config.KEYFRAME_PRESETS, "balanced", 3)
+    cfg = RunConfig(output="/tmp/x", quality="balanced")
+    dashcam, cityscapes = (960, 540), (2048, 1024)
+    assert cfg.keyframe_interval(dashcam) > 1
+    assert cfg.temporal_frames(dashcam) == cfg.keyframe_interval(dashcam) - 1
+    assert cfg.keyframe_interval(cityscapes) == 1 and cfg.temporal_frames(cityscapes) == 1
+    assert RunConfig(output="/tmp/x", quality="high").keyframe_interval(dashcam) == 1
+    assert RunConfig(output="/tmp/x", quality="balanced", keyframes=2).keyframe_interval(cityscapes) == 2

@@ -15,7 +15,7 @@ from fakes import FakeHandler
 from beam_seg.config import RunConfig
 from beam_seg.media import flow
 from beam_seg.media.video import ffmpeg_exe
-from beam_seg.models.inference import DeepLabModelHandler, Segmentation
+from beam_seg.models.inference import DeepLabModelHandler, Segmentation, score_frames
 from beam_seg.models.loaders import InputSpec, Model
 from beam_seg.pipeline.records import FrameKey, WorkUnit
 from beam_seg.pipeline.temporal import TemporalFuser
@@ -86,32 +86,35 @@ def _noisy_grids(count: int, seed: int = 0) -> list[ScoreGrid]:
     return grids
 
 
-def _fuse(frames, grids, k: int, start: int, stop: int) -> dict[int, tuple]:
-    """One work unit [start, stop) fed as the pipeline feeds it: K+1 context frames before, K after."""
+def _fuse(frames, grids, k: int, start: int, stop: int, keyframes: int = 1) -> dict[int, tuple]:
+    """One work unit [start, stop) fed as the pipeline feeds it: K+1 context frames before, K
+    after; with key frames, every `keyframes`th frame of the video is one."""
     first = max(0, start - k - 1) if start else 0
     last = min(len(frames), stop + k)
     fuser = TemporalFuser(k)
     out = []
     for i in range(first, last):
         key = _key(i, context=not start <= i < stop)
-        out += fuser.add(key, frames[i], Segmentation(None, grids[i], (160, 96)))
+        out += fuser.add(key, frames[i], Segmentation(None, grids[i], (160, 96)), i % keyframes == 0)
     out += fuser.flush()
     return {f.key.frame_index: (f.labels.tobytes(), f.confidence, f.flicker) for f in out}
 
 
-@pytest.mark.parametrize("k", [1, 2])
-def test_fused_frames_do_not_depend_on_how_the_video_is_cut(k):
+@pytest.mark.parametrize("k,keyframes", [(1, 1), (2, 1), (2, 3), (3, 4)])
+def test_fused_frames_do_not_depend_on_how_the_video_is_cut(k, keyframes):
     frames = scene(3, 9) + scene(4, 8)
     grids = _noisy_grids(len(frames))
-    whole = _fuse(frames, grids, k, 0, len(frames))
+    whole = _fuse(frames, grids, k, 0, len(frames), keyframes)
     pieces = {}
     for start in range(0, len(frames), 4):
-        pieces.update(_fuse(frames, grids, k, start, min(start + 4, len(frames))))
+        pieces.update(_fuse(frames, grids, k, start, min(start + 4, len(frames)), keyframes))
     assert sorted(pieces) == sorted(whole) == list(range(len(frames)))
     assert pieces == whole
     # and fusion does something: it differs from each frame's own scores somewhere
     alone = _fuse(frames, grids, 0, 0, len(frames))
     assert any(alone[i][0] != whole[i][0] for i in whole)
+    if keyframes > 1:  # and key frames weigh more on the frames between them
+        assert whole != _fuse(frames, grids, k, 0, len(frames))
 
 
 class ScoresModel(Model):
@@ -145,22 +148,50 @@ def _video(path: Path, frames: list[np.ndarray]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("every_nth", [1, 2])
-def test_label_maps_are_the_same_bytes_for_7_and_150_frame_units(tmp_path, every_nth):
+class CountingHandler(ScoresHandler):
+    windows = 0  # model passes over every run of the test (one process, DirectRunner threads)
+
+    def load_model(self) -> Model:
+        model = ScoresModel()
+        predict = model.predict
+
+        def counted(batch):
+            CountingHandler.windows += len(batch)
+            return predict(batch)
+
+        model.predict = counted
+        return model
+
+
+@pytest.mark.parametrize("every_nth,keyframes", [(1, 1), (2, 1), (1, 3), (2, 3)])
+def test_label_maps_are_the_same_bytes_for_7_and_150_frame_units(tmp_path, every_nth, keyframes):
     clip = _video(tmp_path / "clip.mp4", scene(5, 12) + scene(6, 10))
-    outputs = {}
+    outputs, windows = {}, {}
     for frames in (7, 150):
         cfg = RunConfig(output=str(tmp_path / f"out{frames}"), quality="balanced",
-                        segment_frames=frames, every_nth_frame=every_nth)
-        assert cfg.temporal_frames() == 1
-        handler = ScoresHandler(cfg.model, cfg.labels, 1, cfg.inference_settings(),
-                                interpreters=1, temporal=cfg.temporal_frames())
+                        segment_frames=frames, every_nth_frame=every_nth, keyframes=keyframes)
+        assert cfg.temporal_frames() == max(1, keyframes - 1)
+        assert cfg.keyframe_interval() == keyframes
+        handler = CountingHandler(cfg.model, cfg.labels, 1, cfg.inference_settings(),
+                                  interpreters=1, temporal=cfg.temporal_frames())
+        CountingHandler.windows = 0
         with TestPipeline() as p:
             _ = p | beam.Create([str(clip)]) | SegmentInputs(cfg, handler)
+        windows[frames] = CountingHandler.windows
         labels = sorted(Path(cfg.output, "labels").rglob("*.png"))
         outputs[frames] = {path.name: path.read_bytes() for path in labels}
     assert len(outputs[7]) == 22 // every_nth
     assert outputs[7] == outputs[150]
+    # key frames take balanced's windows, the frames between them one pass each (a 150-frame
+    # unit decodes no context frames)
+    model, frame = handler.load_model(), scene(5, 1)[0]
+    CountingHandler.windows = 0
+    score_frames(model, [frame], cfg.inference_settings()["video"])
+    per_key = CountingHandler.windows
+    processed = len(range(0, 22, every_nth))
+    keys = len(range(0, processed, keyframes))
+    assert per_key > 1
+    assert windows[150] == keys * per_key + (processed - keys)
 
 
 def test_an_ids_only_model_still_writes_every_frame_with_temporal_on(tmp_path):

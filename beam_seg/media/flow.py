@@ -1,7 +1,7 @@
 """Dense optical flow between video frames, on small grey copies, and what is read from it:
 scene cuts, score grids warped from one frame onto another, and label flicker.
 
-DIS (OpenCV) on grey frames 384 pixels wide costs a few milliseconds a pair on one core,
+DIS (OpenCV) on grey frames 768 pixels wide costs 8-20 milliseconds a pair on one core,
 next to tens of milliseconds per model pass, and is deterministic on one OpenCV thread (as
 `media.pixels` sets), so a frame gets the same flow in whichever work unit computes it.
 """
@@ -13,7 +13,11 @@ import numpy as np
 
 from beam_seg.scores import ScoreGrid
 
-FLOW_WIDTH = 384
+# Flow on grey frames this wide at most. At 384 a 2048x1024 frame's poles were 2-3 pixels
+# wide: DIS moved them with the background, and their warped scores landed beside them
+# (pole IoU 0.30 -> 0.20 on the annotated seq0000 frame at `high`, K=2); at 768 fusion kept
+# that frame's mIoU (+0.004 instead of -0.005) for about 4x the flow's cost (a few ms a pair).
+FLOW_WIDTH = 768
 # Mean absolute grey difference (0..255) left after warping the next frame onto this one by
 # their flow: at most 5.7 between consecutive frames of the Cityscapes and udacity clips,
 # 26 to 61 across a cut (two aachen sequences, aachen to udacity).
@@ -84,12 +88,15 @@ def match_weights(grey: np.ndarray, grey_neighbour: np.ndarray, flow: np.ndarray
     return np.exp(-at_grid / np.float32(MATCH_SIGMA))
 
 
-def warp_grid(grid: ScoreGrid, flow: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Values of a neighbour frame's `grid` (log-probabilities: bilinear there keeps thin
-    classes, as in `scores.labels_from_scores`), sampled at this frame's grid points moved
-    by `flow` (this frame -> the neighbour, in small-grey pixels of a width x height source)."""
-    grid_h, grid_w = grid.shape
-    moved, px, py, sx, sy = _at_grid(flow, grid, width, height)
+def warp_grid(grid: ScoreGrid, flow: np.ndarray, width: int, height: int,
+              onto: ScoreGrid | None = None) -> np.ndarray:
+    """Values of a neighbour frame's `grid` (probabilities or log-probabilities), bilinear,
+    sampled at the points of this frame's grid
+    `onto` (default: the same points as `grid`'s) moved by `flow` (this frame -> the
+    neighbour, in small-grey pixels of a width x height source)."""
+    onto = onto or grid
+    grid_h, grid_w = onto.shape
+    moved, px, py, sx, sy = _at_grid(flow, onto, width, height)
     map_x = ((px + moved[..., 0] / sx - grid.x0) / grid.dx).astype(np.float32)
     map_y = ((py + moved[..., 1] / sy - grid.y0) / grid.dy).astype(np.float32)
     channels = grid.probs.shape[-1]

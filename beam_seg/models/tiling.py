@@ -193,7 +193,8 @@ class Preset:
     more than its context gives). `heights`: working heights as fractions of the source
     height, each kept within [window height, source height] (working above the source's
     own resolution hurt on every set measured); heights closer than `min_gap` windows to
-    one already taken are dropped. `overlap`/`aspect`: the windows' layout at every scale.
+    one already taken are dropped. `overlap`/`aspect`: the windows' layout at every scale;
+    `aspects`/`overlaps`, when given, one per height instead (a dropped height drops its own).
     """
 
     heights: tuple[float, ...]
@@ -202,20 +203,24 @@ class Preset:
     whole_max_aspect: float = 0.0
     min_gap: float = 0.25
     flip: bool = False
+    aspects: tuple[float, ...] = ()
+    overlaps: tuple[float, ...] = ()
 
     def scales(self, width: int, height: int, window_width: int,
                window_height: int) -> list[TileSettings | None]:
         """The TileSettings of each working scale for this source; None is the whole frame."""
         if width <= window_width and height <= window_height:
             return [None]
-        chosen: list[float] = []
-        for fraction in self.heights:
+        chosen: list[tuple[float, int]] = []
+        for i, fraction in enumerate(self.heights):
             work = max(window_height, min(height, fraction * height)) if fraction else window_height
-            if all(abs(work - h) >= self.min_gap * window_height for h in chosen):
-                chosen.append(work)
+            if all(abs(work - h) >= self.min_gap * window_height for h, _ in chosen):
+                chosen.append((work, i))
         scales: list[TileSettings | None] = [
-            TileSettings(scale=h / window_height, overlap=self.overlap, aspect=self.aspect,
-                         flip=self.flip) for h in chosen]
+            TileSettings(scale=h / window_height,
+                         overlap=self.overlaps[i] if self.overlaps else self.overlap,
+                         aspect=self.aspects[i] if self.aspects else self.aspect,
+                         flip=self.flip) for h, i in chosen]
         if width / height <= self.whole_max_aspect:
             scales.insert(0, None)
         return scales

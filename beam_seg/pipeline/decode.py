@@ -36,7 +36,7 @@ def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
             "pixels (raise it with --max-image-pixels)")
     segments = video.plan_segments(info, cfg.segment_frames)
     slim = dataclasses.replace(info, timestamps_s=())
-    k, step = cfg.temporal_frames(), cfg.every_nth_frame
+    k, step = cfg.temporal_frames((info.width, info.height)), cfg.every_nth_frame
     return [WorkUnit(uri, iid, "video", seg, len(segments), slim,
                      context_span(info, seg, k, step) if k else None, version) for seg in segments]
 
@@ -60,6 +60,12 @@ def read_still(uri: str, max_pixels: int) -> np.ndarray:
         return images.decode_image(stream, max_pixels)
 
 
+def is_key(index: int, step: int, keyframes: int) -> bool:
+    """Whether a video's frame `index` is a key frame: from its place in the whole video, so
+    that every work unit agrees on it whatever --segment-frames is."""
+    return (index // step) % keyframes == 0
+
+
 def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, FrameInput] | UnitStatus]:
     """Yield (key, RGB frame) for each frame to process, then one UnitStatus.
 
@@ -74,6 +80,7 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
     seg = unit.segment
     span = unit.context or seg
     wanted = set(planned_frame_indices(seg, cfg.every_nth_frame))
+    keyframes = cfg.keyframe_interval((unit.info.width, unit.info.height))
     decoded = context = 0
     path = storage.local_copy(unit.source_uri)
     # closing(): ffmpeg is stopped as soon as this generator is, even if Beam abandons it
@@ -86,10 +93,11 @@ def decode_unit(unit: WorkUnit, cfg: RunConfig) -> Iterator[tuple[FrameKey, Fram
                     decoded += 1
                     if index in wanted:
                         yield (FrameKey(unit, index, seg.timestamps_s[index - seg.start]),
-                               FrameInput("video", rgb))
+                               FrameInput("video", rgb, is_key(index, cfg.every_nth_frame, keyframes)))
                 elif index % cfg.every_nth_frame == 0:  # a neighbour for temporal fusion
                     context += 1
-                    yield FrameKey(unit, index, 0.0, context=True), FrameInput("video", rgb)
+                    yield (FrameKey(unit, index, 0.0, context=True),
+                           FrameInput("video", rgb, is_key(index, cfg.every_nth_frame, keyframes)))
         except video.VideoError as exc:  # a stalled decoder: the frames it gave are kept
             stalled = str(exc)
     error = missing_from = None

@@ -140,10 +140,10 @@ class WriteFrame(_LabelSetDoFn):
 
     def process(self, element):
         key, result = element
-        for frame in self._ready(key, result.example.rgb, result.inference):
+        for frame in self._ready(key, result.example.rgb, result.inference, result.example.full):
             yield from self._write(frame)
 
-    def _ready(self, key, rgb, seg) -> list:
+    def _ready(self, key, rgb, seg, full: bool = True) -> list:
         """The frames ready to write: at once without temporal fusion, else once their later
         neighbours have come through the unit's fuser (context frames are never written)."""
         unit = key.unit
@@ -155,8 +155,9 @@ class WriteFrame(_LabelSetDoFn):
                                         confidence, None)]
         fuser = self._fusers.get(unit.key)
         if fuser is None:
-            fuser = self._fusers[unit.key] = temporal.TemporalFuser(self.temporal)
-        ready = fuser.add(key, rgb, seg)
+            k = self.cfg.temporal_frames((unit.info.width, unit.info.height))
+            fuser = self._fusers[unit.key] = temporal.TemporalFuser(k)
+        ready = fuser.add(key, rgb, seg, full)
         if key.frame_index == last_decoded_frame(unit, self.cfg.every_nth_frame):
             ready += self._fusers.pop(unit.key).flush()
         return ready
