@@ -12,6 +12,7 @@ projection convolutions, the expansion convolutions of stages 2-3, the head's in
 outputs) quantises well. Attention MatMul/Div and the activations stay float (`Conv` only).
 
     python benchmarks/quantize_b0.py [--frames GLOB ...] [--output FILE] [--variant mixed]
+        [--check GLOB ...]   # then its argmax agreement with float on these frames
 
 Default calibration frames: KITTI and the dashcam stills of $BEAM_SEG_SHARED/data (not
 bdd100k, so that bdd100k stays held out), each at the working size `--quality fast` gives it.
@@ -108,6 +109,20 @@ def quantize(float_path: str, output: str, frames: list[str], input_name: str,
     return output
 
 
+def agreement(float_path: str, int8_path: str, paths: list[str], input_name: str,
+              spec: InputSpec) -> list[float]:
+    """Per frame, the share of score-grid cells where both models' argmax class agrees."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    sessions = [ort.InferenceSession(p, options, providers=["CPUExecutionProvider"])
+                for p in (float_path, int8_path)]
+    return [float(np.mean(np.equal(*(s.run(None, {input_name: x})[0].argmax(1)
+                                     for s in sessions))))
+            for x in calibration_inputs(paths, spec)]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python benchmarks/quantize_b0.py",
                                      description=__doc__.splitlines()[0])
@@ -115,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="where to write it (default: the model cache)")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="mixed",
                         help="mixed (kept), or the broken conv/all of docs/models.md")
+    parser.add_argument("--check", nargs="*", metavar="GLOB",
+                        help="then print its agreement with float on these frames")
     args = parser.parse_args(argv)
     frames = [p for pattern in args.frames for p in sorted(glob.glob(pattern))] if args.frames \
         else default_frames()
@@ -128,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     quantize(source.path, output, frames, model.io.input_name, model.input_spec, args.variant)
     print(f"wrote {output} ({args.variant}, calibrated on {len(frames)} frames)")
+    checks = [p for pattern in args.check or [] for p in sorted(glob.glob(pattern))]
+    if checks:
+        shares = agreement(source.path, output, checks, model.io.input_name, model.input_spec)
+        print(f"agreement with float on {len(checks)} frames: mean {np.mean(shares):.4f}, "
+              f"lowest {min(shares):.4f}")
     return 0
 
 
