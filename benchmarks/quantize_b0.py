@@ -2,8 +2,8 @@
 static quantisation with `onnxruntime.quantization`, some convolutions kept in float.
 
 Why some stay float (docs/models.md, "int8"): BatchNorm folded into B0's convolutions leaves
-some activation tensors whose channels span very different ranges (one channel to +-250, most
-within +-3). One uint8 scale per tensor then rounds most channels to a few levels, and the
+some activation tensors whose channels span very different ranges (in one, channels peak
+between 1.2 and 259). One uint8 scale per tensor leaves the small ones a few levels, and the
 depthwise weights that follow (up to 78) amplify the error: quantising only
 `stages.0/op_list.0/.../inverted_conv` leaves 10% of pixels agreeing with float. The high-
 resolution stem and stages 0-1 and the MBConvs' depthwise and projection convolutions are
