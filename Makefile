@@ -59,6 +59,7 @@ demo: install
 
 bench: install
 	$(PY) benchmarks/bench.py --out bench-out
+	$(PY) benchmarks/quantize_b0.py
 	$(PY) benchmarks/bench_models.py --out bench-out
 
 bench-quality: install

@@ -37,6 +37,8 @@ from beam_seg.models import DEFAULT_MODEL  # noqa: E402
 DEFAULT_VARIANTS = (
     f"default fast={DEFAULT_MODEL}",
     "efficientvit-b0 fast=efficientvit-b0-cityscapes",
+    # made into the cache from the float file by benchmarks/quantize_b0.py (`make bench` does)
+    "efficientvit-b0 int8 fast=efficientvit-b0-cityscapes-int8",
 )
 
 

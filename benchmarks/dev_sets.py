@@ -2,7 +2,7 @@
 behind docs/models.md's table and the any-size presets (`models/anysize.py`).
 
     python benchmarks/dev_sets.py --model efficientvit-b0-cityscapes [--presets fast,balanced,high]
-        [--sets bdd100k,kitti,cityscapes-val,aachen] [--json OUT.json]
+        [--sets bdd100k,kitti,cityscapes-val,aachen] [--json OUT.json] [--labels cityscapes]
 
 mIoU as `beam-seg eval` computes it (one confusion matrix per set, over the classes present
 in its ground truth; `evaluate.confusion_matrix` and `evaluate.scores`). aachen holds
@@ -69,6 +69,7 @@ def miou(model, settings: InferenceSettings, set_name: str) -> tuple[float, floa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--labels", help="label set of a model given by path (e.g. cityscapes)")
     parser.add_argument("--presets", default="fast,balanced,high")
     parser.add_argument("--sets", default="bdd100k,kitti,cityscapes-val,aachen")
     parser.add_argument("--threads", type=int, default=None)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--try", dest="trial", action="append", default=[], metavar="SCALES[:flip]",
                         help="also score a candidate any-size preset, e.g. 1,1.25:flip")
     args = parser.parse_args(argv)
-    resolved = resolve(args.model)
+    resolved = resolve(args.model, args.labels)
     model = load_model(resolved, args.threads, 1, load_label_set(resolved.labels).num_classes)
     results: dict = {"model": args.model, "presets": {}}
     candidates = {p: settings_for(p) for p in args.presets.split(",") if p}

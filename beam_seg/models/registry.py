@@ -18,7 +18,7 @@ import tarfile
 import threading
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -135,6 +135,14 @@ REGISTRY: dict[str, ModelSpec] = {
         ),
     ]
 }
+# Made on this machine from the float file by `python benchmarks/quantize_b0.py` (never
+# downloaded, so no sha256); docs/models.md, "int8", says which convolutions stay float and why.
+INT8_FILE = "efficientvit_seg_b0_cityscapes_int8.onnx"
+REGISTRY["efficientvit-b0-cityscapes-int8"] = replace(
+    REGISTRY["efficientvit-b0-cityscapes"], name="efficientvit-b0-cityscapes-int8",
+    filename=INT8_FILE, sha256=None, description="EfficientViT-Seg-B0, int8 (static, mixed "
+    "precision) for CPUs; make it with benchmarks/quantize_b0.py",
+    how_to_get="make it from the float model: python benchmarks/quantize_b0.py")
 
 
 @dataclass(frozen=True)
