@@ -21,7 +21,8 @@ from beam_seg import __version__, naming
 from beam_seg.media import images, render
 from beam_seg.models import DEFAULT_MODEL
 from beam_seg.models.anysize import SIZE_PRESETS, SizePreset
-from beam_seg.models.inference import QUALITY_PRESETS, RESIZE_MODES, InferenceSettings
+from beam_seg.models.placement import RESIZE_MODES
+from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings
 from beam_seg.models.tiling import Preset, TileSettings
 from beam_seg.tables.events import EventSettings
 from beam_seg.tables.regions import (

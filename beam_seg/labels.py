@@ -94,6 +94,11 @@ def sql_identifier(name: str) -> str:
     return ident or "class"
 
 
+def sql_string(text: str) -> str:
+    """A SQL string literal of `text` (a path, a class name): quotes doubled."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 def voc_colormap(n: int) -> list[tuple[int, int, int]]:
     """The PASCAL VOC bit-interleaved colour map, also used for ADE20K-style sets."""
     colors = []

@@ -36,8 +36,9 @@ from beam_seg.job.runner import InferenceLayout, choose_layout, tune_direct_runn
 from beam_seg.labels import CITYSCAPES  # noqa: E402
 from beam_seg.media import render, video  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_model, resolve  # noqa: E402
-from beam_seg.models.inference import Placement, fit_to_input, labels_from_output  # noqa: E402
 from beam_seg.models.loaders import default_threads  # noqa: E402
+from beam_seg.models.placement import Placement, fit_to_input  # noqa: E402
+from beam_seg.models.scoring import labels_from_output  # noqa: E402
 from beam_seg.tables import coverage, regions  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))

@@ -64,7 +64,7 @@ def paired(models: list[str], frames: list, rounds: int = 3) -> dict:
     from beam_seg.labels import CITYSCAPES
     from beam_seg.media import render
     from beam_seg.models import load_label_set, load_model, resolve
-    from beam_seg.models.inference import segment_frames
+    from beam_seg.models.scoring import segment_frames
     from beam_seg.tables import coverage
 
     loaded = {}

@@ -28,7 +28,7 @@ from beam_seg.commands.evaluate import confusion_matrix, scores  # noqa: E402
 from beam_seg.labels import BUILTIN  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve  # noqa: E402
 from beam_seg.models.anysize import SIZE_PRESETS, SizePreset  # noqa: E402
-from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, segment_frames  # noqa: E402
+from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings, segment_frames  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"

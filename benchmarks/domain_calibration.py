@@ -1,4 +1,4 @@
-"""Calibrate the out-of-domain warning (beam_seg/commands/domain.py) of a Cityscapes model.
+"""Calibrate the out-of-domain warning (beam_seg/tables/domain.py) of a Cityscapes model.
 
 Segments the shared sets at each --quality preset with `beam-seg segment` (so confidence
 is exactly what a run writes: windows, scales and, for videos, temporal fusion included),
@@ -29,10 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from beam_seg.commands.domain import PRESETS, input_confidences  # noqa: E402
 from beam_seg.commands.table import open_coverage  # noqa: E402
 from beam_seg.job.launch import run  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL  # noqa: E402
+from beam_seg.tables.domain import PRESETS, input_confidences  # noqa: E402
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", ROOT.parent / "shared"))
 DATA = SHARED / "data"

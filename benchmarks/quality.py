@@ -29,8 +29,9 @@ import quality_sets  # noqa: E402
 
 from beam_seg.config import RunConfig  # noqa: E402
 from beam_seg.models import load_label_set, load_model, resolve  # noqa: E402
-from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings  # noqa: E402
-from beam_seg.models.registry import MODEL_DIR_ENV, REGISTRY, cache_dir  # noqa: E402
+from beam_seg.models.catalog import REGISTRY  # noqa: E402
+from beam_seg.models.registry import MODEL_DIR_ENV, cache_dir  # noqa: E402
+from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings  # noqa: E402
 
 
 def local_models() -> tuple[list[str], list[str]]:

@@ -23,7 +23,7 @@ from beam_seg.commands.evaluate import confusion_matrix, scores
 from beam_seg.media import flow, video
 from beam_seg.media.pixels import resize_nearest
 from beam_seg.media.synthetic_video import CameraPath, make_clip, write_clip
-from beam_seg.models.inference import InferenceSettings, Segmentation, labels_of, score_frames
+from beam_seg.models.scoring import InferenceSettings, Segmentation, labels_of, score_frames
 from beam_seg.models.tiling import Preset
 from beam_seg.pipeline.records import FrameKey, WorkUnit
 from beam_seg.pipeline.temporal import TemporalFuser

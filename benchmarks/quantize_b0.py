@@ -34,9 +34,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from beam_seg.media.pixels import resize_linear
 from beam_seg.models.anysize import SIZE_PRESETS
-from beam_seg.models.loaders import InputSpec
+from beam_seg.models.catalog import INT8_FILE
+from beam_seg.models.interface import InputSpec
 from beam_seg.models.onnx_runtime import load_onnx
-from beam_seg.models.registry import INT8_FILE, cache_dir, resolve
+from beam_seg.models.registry import cache_dir, resolve
 
 FLOAT_MODEL = "efficientvit-b0-cityscapes"
 # Convolutions kept in float in the `mixed` variant (substrings of node names).

@@ -28,7 +28,7 @@ from beam_seg.commands.evaluate import confusion_matrix, scores  # noqa: E402
 from beam_seg.media import flow, video  # noqa: E402
 from beam_seg.media.pixels import resize_nearest  # noqa: E402
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve  # noqa: E402
-from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, score_frames  # noqa: E402
+from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings, score_frames  # noqa: E402
 from beam_seg.pipeline.records import FrameKey, WorkUnit  # noqa: E402
 from beam_seg.pipeline.temporal import TemporalFuser  # noqa: E402
 

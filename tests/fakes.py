@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from beam_seg.models.inference import DeepLabModelHandler
-from beam_seg.models.loaders import InputSpec, Model
+from beam_seg.models.handler import DeepLabModelHandler
+from beam_seg.models.interface import InputSpec, Model
 
 FAKE_SIZE = 64
 

@@ -7,7 +7,7 @@ import io
 import re
 
 from beam_seg import cli, naming
-from beam_seg.commands import domain
+from beam_seg.tables import domain
 
 from synthetic_run import write_still_run
 

@@ -9,11 +9,11 @@ import io
 import pytest
 
 from beam_seg import cli, naming
-from beam_seg.commands import domain
-from beam_seg.commands.domain import Calibration, InputConfidence
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
 from beam_seg.job.summary import out_of_domain, summary_lines
+from beam_seg.tables import domain
+from beam_seg.tables.domain import Calibration, InputConfidence
 
 from synthetic_run import write_still_run
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from beam_seg import cli
-from beam_seg.commands.domain import STRONGER_CITYSCAPES_MODEL
+from beam_seg.tables.domain import STRONGER_CITYSCAPES_MODEL
 
 from conftest import DATA
 

@@ -12,7 +12,7 @@ from beam_seg.commands.evaluate import confusion_matrix, scores
 from beam_seg.media import flow
 from beam_seg.media.synthetic_video import CameraPath, make_clip, write_clip
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve
-from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, score_frames
+from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings, score_frames
 from beam_seg.pipeline.records import FrameKey, WorkUnit
 from beam_seg.pipeline.temporal import TemporalFuser
 

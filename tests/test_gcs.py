@@ -19,7 +19,7 @@ from beam_seg import naming, storage
 from beam_seg.media import video
 from beam_seg.media.images import decode_image
 from beam_seg.models import ModelNotFoundError, load_model, resolve
-from beam_seg.models.inference import segment_frames
+from beam_seg.models.scoring import segment_frames
 
 import gcs_emulator
 from conftest import DATA, MODELS
@@ -217,10 +217,10 @@ def test_the_out_of_domain_warning_and_the_comparison_read_runs_on_a_bucket(gcs,
     import io
 
     from beam_seg import cli
-    from beam_seg.commands import domain
     from beam_seg.config import RunConfig
     from beam_seg.job.inputs import Plan
     from beam_seg.job.summary import out_of_domain
+    from beam_seg.tables import domain
 
     from synthetic_run import write_still_run
 

@@ -9,7 +9,8 @@ from PIL import Image
 from beam_seg.labels import CITYSCAPES, PASCAL
 from beam_seg.media.images import decode_image
 from beam_seg.models import InputSpec, load_label_set, load_model, resolve
-from beam_seg.models.inference import InferenceSettings, fit_to_input, labels_to_source, segment_frames
+from beam_seg.models.placement import fit_to_input, labels_to_source
+from beam_seg.models.scoring import InferenceSettings, segment_frames
 
 from conftest import DATA
 

@@ -12,8 +12,8 @@ from PIL import Image
 
 from beam_seg.config import RunConfig
 from beam_seg.models import ModelNotFoundError, load_label_set, load_model, resolve
-from beam_seg.models.inference import segment_frames
-from beam_seg.models.registry import INT8_FILE, REGISTRY
+from beam_seg.models.catalog import INT8_FILE, REGISTRY
+from beam_seg.models.scoring import segment_frames
 
 from conftest import DATA, ROOT
 

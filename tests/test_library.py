@@ -50,11 +50,11 @@ def test_the_public_names_are_the_package_s_own_objects():
         coverage_schema,
         resolve,
     )
-    from beam_seg.models import registry
+    from beam_seg.models import catalog, registry
     from beam_seg.pipeline import transforms
 
     assert SegmentInputs is transforms.SegmentInputs and resolve is registry.resolve
-    assert REGISTRY is registry.REGISTRY and beam_seg.DEFAULT_MODEL in REGISTRY
+    assert REGISTRY is catalog.REGISTRY and beam_seg.DEFAULT_MODEL in REGISTRY
     assert issubclass(DeepLabModelHandler, ModelHandler)
     assert coverage_schema(CITYSCAPES) == coverage.schema_for(CITYSCAPES)
     assert "class" in EVENT_SCHEMA.names

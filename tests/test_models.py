@@ -11,7 +11,7 @@ import pytest
 from beam_seg.labels import CITYSCAPES, parse_label_file
 from beam_seg.media.images import decode_image
 from beam_seg.models import DEFAULT_MODEL, REGISTRY, ModelNotFoundError, load_label_set, load_model, resolve
-from beam_seg.models.inference import segment_frames
+from beam_seg.models.scoring import segment_frames
 
 from conftest import DATA, MODELS
 from tiny_models import build_frozen_graph, build_saved_model, expected_labels

@@ -13,13 +13,13 @@ from PIL import Image
 from beam_seg.job.launch import run
 from beam_seg.models import ModelNotFoundError, load_model, onnx_runtime, resolve
 from beam_seg.models.anysize import SizePreset
-from beam_seg.models.inference import InferenceSettings, segment_frames
 from beam_seg.models.onnx_runtime import (
     OnnxModelError,
     choose_providers,
     load_io_override,
     parse_providers,
 )
+from beam_seg.models.scoring import InferenceSettings, segment_frames
 
 from tiny_models import (
     build_onnx_ids_only,

@@ -17,8 +17,9 @@ from beam_seg.config import RunConfig
 from beam_seg.labels import CITYSCAPES
 from beam_seg.media.render import read_label_png
 from beam_seg.models import load_label_set, load_model, resolve
-from beam_seg.models.inference import segment_frames
-from beam_seg.models.registry import EFFICIENTVIT_IO, REGISTRY, sha256_of
+from beam_seg.models.catalog import EFFICIENTVIT_IO, REGISTRY
+from beam_seg.models.registry import sha256_of
+from beam_seg.models.scoring import segment_frames
 
 import gcs_emulator
 from cli_runs import finished_run

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import quality_sets
 
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve
-from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings
+from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings
 
 pytestmark = pytest.mark.real_model
 

@@ -10,8 +10,8 @@ import pytest
 from beam_seg import naming
 from beam_seg.commands.evaluate import evaluate
 from beam_seg.models import load_model, resolve
-from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, segment_frames
-from beam_seg.models.loaders import Model
+from beam_seg.models.interface import Model
+from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings, segment_frames
 from beam_seg.models.tiling import TilePlan, TileSettings, WindowMerger, plan_tiles
 
 from conftest import DATA, decode_all, make_index_video, read_index

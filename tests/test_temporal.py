@@ -15,8 +15,9 @@ from fakes import FakeHandler
 from beam_seg.config import RunConfig
 from beam_seg.media import flow
 from beam_seg.media.video import ffmpeg_exe
-from beam_seg.models.inference import DeepLabModelHandler, Segmentation, score_frames
-from beam_seg.models.loaders import InputSpec, Model
+from beam_seg.models.handler import DeepLabModelHandler
+from beam_seg.models.interface import InputSpec, Model
+from beam_seg.models.scoring import Segmentation, score_frames
 from beam_seg.pipeline.records import FrameKey, WorkUnit
 from beam_seg.pipeline.temporal import TemporalFuser
 from beam_seg.pipeline.transforms import SegmentInputs
@@ -213,7 +214,7 @@ def test_fusion_cuts_flicker_on_real_footage_without_losing_accuracy():
     from beam_seg.commands.evaluate import confusion_matrix, scores
     from beam_seg.media.pixels import resize_nearest
     from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve
-    from beam_seg.models.inference import QUALITY_PRESETS, InferenceSettings, score_frames
+    from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings, score_frames
 
     from conftest import DATA, decode_all
 

@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from beam_seg import storage
-from beam_seg.commands import domain, timeline
+from beam_seg.commands import timeline
 from beam_seg.commands.queries import duration_s, thumbnail_jpeg, top_classes
 from beam_seg.commands.table import Coverage, class_color, fraction_columns, open_coverage
 from beam_seg.commands.terminal import format_duration, percent, text_table
 from beam_seg.labels import LabelSet
+from beam_seg.tables import domain
 from beam_seg.tables.coverage import FRACTION_PREFIX
 
 MAX_COMPARED = 40  # inputs shown with their pictures; the table counts the rest

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from beam_seg import storage
-from beam_seg.commands import domain, timeline
+from beam_seg.commands import timeline
 from beam_seg.commands.commands import ArgumentParser, UsageError, run_command
 from beam_seg.commands.page import PageContent, html_report
 from beam_seg.commands.plots import plot_coverage_over_time, plot_legend
@@ -32,6 +32,7 @@ from beam_seg.commands.queries import (
 from beam_seg.commands.table import class_color, class_name, fraction_columns, open_coverage
 from beam_seg.commands.terminal import format_duration, terminal_report
 from beam_seg.labels import LabelSet
+from beam_seg.tables import domain
 
 
 @dataclass(frozen=True)

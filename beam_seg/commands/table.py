@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from beam_seg import storage
 from beam_seg.commands.commands import UsageError, check_output_root
-from beam_seg.labels import BUILTIN, CITYSCAPES, LabelSet, voc_colormap
+from beam_seg.labels import BUILTIN, CITYSCAPES, LabelSet, sql_string, voc_colormap
 from beam_seg.tables.coverage import FRACTION_PREFIX, IGNORE_COLUMN
 from beam_seg.tables.events import EVENT_SCHEMA
 
@@ -38,10 +38,6 @@ def table_files(out: str, table: str, scratch: str) -> list[str]:
     with ThreadPoolExecutor(16) as pool:  # many small objects: latency-bound, not bandwidth
         list(pool.map(storage.download_file, uris, paths))
     return paths
-
-
-def sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _label_set_from(name: str, class_names: tuple[str, ...]) -> LabelSet:

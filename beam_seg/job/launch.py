@@ -31,7 +31,7 @@ from beam_seg.job.model_check import check_label_set
 from beam_seg.job.progress import ProgressWatcher
 from beam_seg.job.summary import failed_inputs, print_failures, print_summary, summarize
 from beam_seg.models import ModelNotFoundError, load_label_set, resolve
-from beam_seg.models.inference import DeepLabModelHandler
+from beam_seg.models.handler import DeepLabModelHandler
 from beam_seg.models.onnx_runtime import load_io_override, parse_providers
 from beam_seg.pipeline.markers import clear_done_markers
 from beam_seg.pipeline.transforms import SegmentInputs

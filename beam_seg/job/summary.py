@@ -10,12 +10,12 @@ from typing import TextIO
 import apache_beam as beam
 
 from beam_seg import naming, storage
-from beam_seg.commands import domain
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
 from beam_seg.pipeline.finish import first_cause
 from beam_seg.pipeline.records import ErrorRecord
 from beam_seg.pipeline.transforms import NAMESPACE
+from beam_seg.tables import domain
 
 log = logging.getLogger("beam_seg")
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from beam_seg import labels as label_sets
 from beam_seg import storage
-from beam_seg.models.loaders import InputSpec, Model, load_model
-from beam_seg.models.registry import (
-    DEFAULT_MODEL,
-    REGISTRY,
-    ModelNotFoundError,
-    ResolvedModel,
-    resolve,
-)
+from beam_seg.models.catalog import DEFAULT_MODEL, REGISTRY
+from beam_seg.models.interface import InputSpec, Model
+from beam_seg.models.loaders import load_model
+from beam_seg.models.registry import ModelNotFoundError, ResolvedModel, resolve
 
 __all__ = [
     "DEFAULT_MODEL", "REGISTRY", "InputSpec", "Model", "ModelNotFoundError", "ResolvedModel",

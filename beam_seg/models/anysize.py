@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from beam_seg.media.pixels import resize_linear
-from beam_seg.models.loaders import Model, ModelInfo
+from beam_seg.models.interface import Model, ModelInfo
+from beam_seg.models.placement import Placement, output_grid
 from beam_seg.scores import ScoreGrid, mean_grid
 
 
@@ -61,7 +62,6 @@ def score_any_size(model: Model, frame: np.ndarray, preset: SizePreset,
                    info: ModelInfo) -> tuple[ScoreGrid, tuple[int, int]]:
     """A frame through every working size of `preset` -> its mean score grid and label raster
     (the largest working size, never above the source)."""
-    from beam_seg.models.inference import Placement, output_grid
 
     height, width = frame.shape[:2]
     spec = info.input_spec
@@ -80,7 +80,7 @@ def score_any_size(model: Model, frame: np.ndarray, preset: SizePreset,
     return (grids[0] if len(grids) == 1 else mean_grid(grids)), raster
 
 
-# Named like the fixed-size presets (`inference.QUALITY_PRESETS`); chosen on the dev sets
+# Named like the fixed-size presets (`scoring.QUALITY_PRESETS`); chosen on the dev sets
 # (bdd100k, kitti, cityscapes val; never the aachen training frames alone), each no worse
 # than the one under it on any of them: docs/models.md has the table. Mirrored passes were
 # left out: they helped the US frames and hurt KITTI and Cityscapes.

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from beam_seg import storage
-from beam_seg.models.loaders import InputSpec, Model
+from beam_seg.models.interface import InputSpec, Model
 from beam_seg.models.registry import ModelNotFoundError, ResolvedModel
 
 log = logging.getLogger("beam_seg")

@@ -12,7 +12,7 @@ import numpy as np
 from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.media import images, video
-from beam_seg.models.inference import FrameInput
+from beam_seg.models.handler import FrameInput
 from beam_seg.pipeline.records import FrameKey, UnitStatus, WorkUnit, planned_frame_indices
 
 

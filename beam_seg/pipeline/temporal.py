@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from beam_seg.media import flow
-from beam_seg.models.inference import Segmentation, labels_of
+from beam_seg.models.scoring import Segmentation, labels_of
 from beam_seg.pipeline.records import FrameKey
 from beam_seg.scores import confidence, refined_log, softmax
 

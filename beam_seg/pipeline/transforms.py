@@ -22,7 +22,7 @@ from apache_beam.transforms.window import GlobalWindows
 from beam_seg import scores, storage
 from beam_seg.config import RunConfig
 from beam_seg.models import load_label_set, resolve
-from beam_seg.models.inference import DeepLabModelHandler
+from beam_seg.models.handler import DeepLabModelHandler
 from beam_seg.pipeline import decode, finish, markers, temporal, write
 from beam_seg.pipeline.progress import ProgressCounter
 from beam_seg.pipeline.records import (

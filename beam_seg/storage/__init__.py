@@ -1,8 +1,9 @@
 """The one file layer: local paths, gs:// and s3:// through the same functions.
 
 - `paths`: what a local path is, atomic local writes, and the temporaries a run may sweep;
-- `operations`: read, write, list, delete, copy, versioned and exclusive files, each once;
+- `operations`: read, write, list, delete and copy, each once;
 - `limits`: the deadline of remote calls, and what a storage outage is;
+- `versioned`: files one writer at a time may change (the output lock's);
 - `gate`: no write after a stop, and the run's scratch folders.
 
 Callers use `from beam_seg import storage` and `storage.<function>`; Beam is imported only
@@ -29,9 +30,7 @@ from beam_seg.storage.limits import (
 )
 from beam_seg.storage.operations import (
     INPUT_CACHE_BYTES_ENV,
-    create_exclusive,
     delete,
-    delete_if_version,
     delete_tree,
     download_file,
     exists,
@@ -41,8 +40,6 @@ from beam_seg.storage.operations import (
     open_for_read,
     open_for_write,
     read_bytes,
-    read_versioned,
-    replace_if_version,
     source_identity,
     upload_file,
     write_bytes,
@@ -63,6 +60,12 @@ from beam_seg.storage.paths import (
     remove_empty_work_folder,
     remove_stale_temps,
     temp_sibling,
+)
+from beam_seg.storage.versioned import (
+    create_exclusive,
+    delete_if_version,
+    read_versioned,
+    replace_if_version,
 )
 
 __all__ = [

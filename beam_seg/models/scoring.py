@@ -1,24 +1,30 @@
-"""Pre/post-processing as pure functions, and the Beam ModelHandler that runs DeepLab.
+"""A frame's scores or labels, by quality preset: one pass over the whole frame, or windows
+merged by their Hann weights (models with scores) or a centre-weighted vote (models that
+give only ids), at the working scales the preset chooses from the source size.
 
-The handler's example is a source frame (RGB uint8 at its own size) and its inference
-is the label map at that same size, so everything after RunInference is independent
-of the model's input resolution.
+Every label map of a model with scores is made by `labels_of`, from a score grid: here for
+frames that are not fused, in temporal fusion for those that are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
 
-import cv2
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from beam_seg.media.pixels import resize_linear, resize_nearest
-from beam_seg.models import InputSpec, Model, load_label_set, load_model, resolve
+from beam_seg.models import Model
 from beam_seg.models.anysize import SizePreset, score_any_size
-from beam_seg.models.loaders import ModelInfo
+from beam_seg.models.interface import ModelInfo
+from beam_seg.models.placement import (
+    Placement,
+    fit_to_input,
+    labels_to_source,
+    output_grid,
+    to_class_ids,
+    window_scores,
+)
 from beam_seg.models.tiling import (
     Preset,
     ScoreMerger,
@@ -27,53 +33,7 @@ from beam_seg.models.tiling import (
     crop_windows,
     plan_tiles,
 )
-from beam_seg.scores import ScoreGrid, labels_from_scores, mean_grid, softmax
-
-RESIZE_MODES = ("stretch", "pad")
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the source frame sits inside the model input: scaled to (w, h) at (x, y)."""
-
-    x: int
-    y: int
-    width: int
-    height: int
-
-
-def fit_to_input(rgb: np.ndarray, spec: InputSpec, mode: str = "stretch") -> tuple[np.ndarray, Placement]:
-    """Map a frame onto the model's fixed input.
-
-    'stretch' scales each axis independently; 'pad' keeps the aspect ratio and pads the
-    rest with mid-grey (the value DeepLab normalises to 0). On 2:1 Cityscapes frames
-    stretching scores higher (0.49 vs 0.44 mIoU), hence the default.
-    """
-    height, width = rgb.shape[:2]
-    if not spec.fixed_size:
-        return rgb, Placement(0, 0, width, height)
-    if mode == "stretch":
-        return resize_linear(rgb, spec.width, spec.height), Placement(0, 0, spec.width, spec.height)
-    if mode != "pad":
-        raise ValueError(f"resize mode must be one of {RESIZE_MODES}")
-    scale = min(spec.width / width, spec.height / height)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    canvas = np.full((spec.height, spec.width, 3), 128, np.uint8)
-    x, y = (spec.width - new_w) // 2, (spec.height - new_h) // 2
-    canvas[y:y + new_h, x:x + new_w] = resize_linear(rgb, new_w, new_h)
-    return canvas, Placement(x, y, new_w, new_h)
-
-
-def to_class_ids(output: np.ndarray, logits: bool) -> np.ndarray:
-    """A model output (HxW ids or HxWxC scores) -> HxW uint8 class ids."""
-    ids = np.argmax(output, axis=-1) if logits else output
-    return ids.astype(np.uint8, copy=False)
-
-
-def labels_to_source(ids: np.ndarray, placement: Placement, width: int, height: int) -> np.ndarray:
-    """Undo `fit_to_input`: crop the padding away and upsample (nearest) to the source size."""
-    crop = ids[placement.y:placement.y + placement.height, placement.x:placement.x + placement.width]
-    return resize_nearest(crop, width, height)
+from beam_seg.scores import ScoreGrid, labels_from_scores, mean_grid
 
 
 @dataclass(frozen=True)
@@ -126,25 +86,6 @@ def labels_of(scores: ScoreGrid, width: int, height: int, raster: tuple[int, int
     return resize_nearest(ids, width, height)
 
 
-def window_scores(output: np.ndarray, window_width: int, window_height: int,
-                  align_corners: bool) -> tuple[np.ndarray, int, float]:
-    """A window's logits -> (probabilities on its grid, grid step, first point) in window
-    pixels. Full-resolution outputs are thinned to a step of up to 8 (their logits come
-    from a stride-8 or -16 network, upsampled: nothing is lost, memory drops 64x)."""
-    height, width = output.shape[:2]
-    if (height, width) != (window_height, window_width):
-        if align_corners and height > 1 and width > 1:
-            step_x, step_y, offset = (window_width - 1) / (width - 1), (window_height - 1) / (height - 1), 0.0
-        else:
-            step_x, step_y = window_width / width, window_height / height
-            offset = (step_x - 1) / 2
-        if step_x == step_y and float(step_x).is_integer():
-            return softmax(output), int(step_x), offset
-        output = cv2.resize(output, (window_width, window_height), interpolation=cv2.INTER_LINEAR)
-    step = next(d for d in (8, 4, 2, 1) if (window_width - 1) % d == 0 and (window_height - 1) % d == 0)
-    return softmax(output[::step, ::step]), step, 0.0
-
-
 def _predict(model: Model, spec, windows: list[np.ndarray], batch_size: int = 4) -> list[np.ndarray]:
     outputs = []
     for start in range(0, len(windows), batch_size):
@@ -159,16 +100,6 @@ def score_whole(model: Model, frame: np.ndarray, info: ModelInfo,
     output = model.predict(info.input_spec.encode(prepared[None]))[0]
     return output_grid(output, info, place, prepared.shape[1], prepared.shape[0],
                        frame.shape[1], frame.shape[0])
-
-
-def output_grid(output: np.ndarray, info: ModelInfo, place: Placement, in_width: int,
-                in_height: int, width: int, height: int) -> tuple[ScoreGrid, tuple[int, int]]:
-    """A whole-frame pass's logits -> the source frame's score grid and label raster."""
-    probs, step, offset = window_scores(output, in_width, in_height, info.align_corners)
-    sx, sy = width / place.width, height / place.height
-    grid = ScoreGrid(probs, (offset - place.x + 0.5) * sx - 0.5, (offset - place.y + 0.5) * sy - 0.5,
-                     step * sx, step * sy)
-    return grid, (place.width, place.height)
 
 
 def labels_from_output(output: np.ndarray, info: ModelInfo, place: Placement, in_width: int,
@@ -311,95 +242,3 @@ def segment_tiled(model: Model, frame: np.ndarray, settings: InferenceSettings,
         merger.add(origin, output[:, ::-1] if flipped else output)
     work_ids = merger.result()
     return labels_to_source(work_ids, Placement(0, 0, plan.work_width, plan.work_height), width, height)
-
-
-class FrameInput(NamedTuple):
-    """A RunInference example: the frame, and whether it came from an image or a video
-    (they may run at different quality presets through the one shared model). `full`:
-    False for a video frame between key frames (--keyframes), which takes one whole-frame pass."""
-
-    kind: str
-    rgb: np.ndarray
-    full: bool = True
-
-
-class DeepLabModelHandler(ModelHandler[FrameInput, PredictionResult, Model]):
-    """RunInference handler: frames in, source-size label maps out.
-
-    Beam loads one model per worker process through `Shared` and hands it to every
-    DoFn thread; a TFLite model holds `interpreters` interpreters so that many threads
-    infer side by side. Batches have a fixed size: every loader runs a batch one frame at
-    a time, so larger batches only hold more frames in memory, and with a fixed size
-    BatchElements fits no timings.
-    For big models on many-process workers, `large_model=True` or `model_copies=N`
-    makes Beam load N copies per machine instead of one per process.
-    """
-
-    def __init__(self, model: str, labels: str | None = None, num_threads: int | None = None,
-                 settings: dict[str, InferenceSettings] | None = None, batch_size: int = 1,
-                 large_model: bool = False, model_copies: int | None = None, interpreters: int = 1,
-                 temporal: int = 0, onnx_providers: tuple[str, ...] = (),
-                 onnx_io: dict | None = None):
-        """A `RunInference` handler: `FrameInput(kind, rgb)` in, a `PredictionResult` whose
-        `inference` is a `Segmentation` (`.labels`: HxW uint8 class ids at source size) out.
-
-        Args:
-            model: a `REGISTRY` name, or a .tflite / .onnx / SavedModel / frozen .pb / zoo
-                .tar.gz path or URI.
-            labels: a non-registry model's label set (cityscapes|pascal|ade20k|FILE).
-            num_threads: threads per TFLite interpreter (None: the library's default).
-            settings: kind ('image', 'video') -> `InferenceSettings` (resize, sliding windows,
-                working sizes); other kinds get one stretched pass.
-            batch_size: frames per batch, fixed; large_model, model_copies: Beam's own.
-            interpreters: TFLite interpreters (or ONNX sessions) per model, so that many
-                threads infer at once.
-            temporal: K > 0 leaves video frames as scores (`labels` None) for fusion over K.
-            onnx_providers: an ONNX model's execution providers, e.g. ("cuda",); the CPU
-                is always the last resort.
-            onnx_io: a description of an ONNX model's tensors over its own sidecar
-                (`models.onnx_runtime`).
-
-        Example:
-            >>> handler = DeepLabModelHandler("cityscapes-edgetpu-slim")
-            >>> labels = (frames | RunInference(handler)                 # doctest: +SKIP
-            ...           | beam.Map(lambda result: result.inference.labels))
-        """
-        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size,
-                         large_model=large_model, model_copies=model_copies)
-        self._model_uri = model
-        self._labels = labels
-        self._num_threads = num_threads
-        self._interpreters = interpreters
-        self.settings = settings or {}
-        self.temporal = temporal
-        self._onnx_providers = onnx_providers
-        self._onnx_io = onnx_io
-
-    def load_model(self) -> Model:
-        resolved = resolve(self._model_uri, self._labels)
-        return load_model(resolved, self._num_threads, self._interpreters,
-                          load_label_set(resolved.labels).num_classes,
-                          self._onnx_providers, self._onnx_io)
-
-    def run_inference(self, batch: Sequence[FrameInput], model: Model,
-                      inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
-        """Each frame's `Segmentation`; video frames that temporal fusion will merge with their
-        neighbours keep only scores (their labels are made after fusion)."""
-        model_name = model.describe().name
-        results: list[PredictionResult | None] = [None] * len(batch)
-        for kind, full in dict.fromkeys((item.kind, item.full) for item in batch):
-            positions = [i for i, item in enumerate(batch) if (item.kind, item.full) == (kind, full)]
-            settings = self.settings.get(kind, InferenceSettings())
-            if not full:
-                settings = InferenceSettings(settings.resize_mode, None)
-            outputs = score_frames(model, [batch[i].rgb for i in positions], settings,
-                                   labels=not (kind == "video" and self.temporal > 0))
-            for i, output in zip(positions, outputs, strict=True):
-                results[i] = PredictionResult(batch[i], output, model_id=model_name)
-        return results
-
-    def get_num_bytes(self, batch: Sequence[FrameInput]) -> int:
-        return sum(item.rgb.nbytes for item in batch)  # the default pickles every frame
-
-    def get_metrics_namespace(self) -> str:
-        return "beam_seg"

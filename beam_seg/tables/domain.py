@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import duckdb
 
 from beam_seg import storage
-from beam_seg.commands.table import sql_string
+from beam_seg.labels import sql_string
 
 # The registry name of the stronger Cityscapes model the warning suggests (issue 20).
 STRONGER_CITYSCAPES_MODEL = "efficientvit-b0-cityscapes"
