@@ -20,7 +20,7 @@ $(VENV)/.installed: setup.py
 	    echo 'export BEAM_SEG_MODEL_DIR="$${BEAM_SEG_MODEL_DIR:-$(SHARED)/models}"' >> $(VENV)/bin/activate
 	touch $@
 
-# Headless Chromium for the report's browser test (tests/test_report_browser.py), from Debian.
+# Headless Chromium for the report's browser test (tests/commands/test_report_browser.py), from Debian.
 # As root it is apt-installed; otherwise through sudo -n when allowed, else a warning (the
 # test then fails saying what to do). BEAM_SEG_CHROMIUM may point at any other Chromium.
 browser:

@@ -98,7 +98,7 @@ def demo_run_processes(tmp_path_factory):
 def tiny_model(tmp_path_factory) -> tuple[str, ...]:
     """`segment` options for a tiny real TFLite model (19 Cityscapes logits, built once a
     session): for end-to-end runs whose subject is the pipeline, not the model's labels."""
-    from tiny_models import build_tflite
+    from fakes import build_tflite
 
     model = build_tflite(tmp_path_factory.mktemp("tiny-model"))
     return ("--model", str(model), "--labels", "cityscapes")

@@ -24,3 +24,15 @@ def coverage(out: Path) -> list[dict]:
 def label_maps(out: Path) -> dict[str, np.ndarray]:
     return {str(p.relative_to(out)): read_label_png(p.read_bytes())
             for p in sorted((out / "labels").rglob("*.png"))}
+
+
+def files_of(out: Path) -> dict[str, bytes]:
+    """Every file under an output root, by relative path (empty folders do not count)."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def assert_same_outputs(out: Path, reference: Path) -> None:
+    got, want = files_of(out), files_of(reference)
+    assert sorted(got) == sorted(want)
+    differing = [name for name in want if got[name] != want[name]]
+    assert not differing, f"{len(differing)} files differ from a clean run, e.g. {differing[:5]}"

@@ -17,7 +17,7 @@ from beam_seg.job.inputs import expand_inputs
 
 from pipeline_helpers import segment
 
-# end-to-end runs with the tiny TFLite model: the second tier, like test_robustness.py
+# end-to-end runs with the tiny TFLite model: the second tier, like test_bad_inputs.py
 SECOND_TIER = pytest.mark.real_model
 
 

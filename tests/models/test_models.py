@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import build_frozen_graph, build_saved_model, expected_labels
 
 from beam_seg.labels import CITYSCAPES, parse_label_file
 from beam_seg.media.images import decode_image
@@ -14,7 +15,6 @@ from beam_seg.models import DEFAULT_MODEL, REGISTRY, ModelNotFoundError, load_la
 from beam_seg.models.scoring import segment_frames
 
 from conftest import DATA, MODELS
-from tiny_models import build_frozen_graph, build_saved_model, expected_labels
 
 pytestmark = pytest.mark.real_model  # the second tier: runs the real model
 

@@ -18,25 +18,13 @@ from beam_seg import naming
 from beam_seg.media.video import count_frames, ffmpeg_exe
 
 from conftest import DATA, ROOT, make_index_video
-from pipeline_helpers import coverage, segment
+from pipeline_helpers import assert_same_outputs, coverage, files_of, segment
 
 pytestmark = pytest.mark.real_model  # the second tier: runs the real model
 
 BEAM_SEG = [sys.executable, "-m", "beam_seg.cli", "segment"]
 STILL = DATA / "images" / "dashcam" / "vehicle_test2.jpg"
 FAST = ("--quality", "fast")
-
-
-def files_of(out: Path) -> dict[str, bytes]:
-    """Every file under an output root, by relative path (empty folders do not count)."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-
-
-def assert_same_outputs(out: Path, reference: Path) -> None:
-    got, want = files_of(out), files_of(reference)
-    assert sorted(got) == sorted(want)
-    differing = [name for name in want if got[name] != want[name]]
-    assert not differing, f"{len(differing)} files differ from a clean run, e.g. {differing[:5]}"
 
 
 def start_cli(inputs: list, out: Path, *args: str) -> subprocess.Popen:

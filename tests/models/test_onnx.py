@@ -1,4 +1,4 @@
-"""The ONNX Runtime loader with tiny ONNX models built in the test (tests/tiny_models.py):
+"""The ONNX Runtime loader with tiny ONNX models built in the test (tests/fakes.py):
 layouts, the any-size rule, descriptions from sidecars and flags, refusals, providers."""
 
 from __future__ import annotations
@@ -8,6 +8,12 @@ import logging
 
 import numpy as np
 import pytest
+from fakes import (
+    build_onnx_ids_only,
+    build_onnx_nchw,
+    build_onnx_nhwc,
+    expected_labels,
+)
 from PIL import Image
 
 from beam_seg.job.launch import run
@@ -20,13 +26,6 @@ from beam_seg.models.onnx_runtime import (
     parse_providers,
 )
 from beam_seg.models.scoring import InferenceSettings, segment_frames
-
-from tiny_models import (
-    build_onnx_ids_only,
-    build_onnx_nchw,
-    build_onnx_nhwc,
-    expected_labels,
-)
 
 UNIT = {"scale": 1 / 255}  # the tiny float models read x/255
 

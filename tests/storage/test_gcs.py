@@ -14,6 +14,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
+from fakes import build_saved_model, expected_labels
 
 from beam_seg import naming, storage
 from beam_seg.media import video
@@ -24,7 +25,6 @@ from beam_seg.models.scoring import segment_frames
 import gcs_emulator
 from conftest import DATA, MODELS
 from pipeline_helpers import segment
-from tiny_models import build_saved_model, expected_labels
 
 pytestmark = pytest.mark.real_model  # the second tier: runs the real model
 

@@ -10,13 +10,12 @@ import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
-from fakes import FakeHandler
+from fakes import FakeHandler, FakeScoresHandler, FakeScoresModel
 
 from beam_seg.config import RunConfig
 from beam_seg.media import flow
 from beam_seg.media.video import ffmpeg_exe
-from beam_seg.models.handler import DeepLabModelHandler
-from beam_seg.models.interface import InputSpec, Model
+from beam_seg.models.interface import Model
 from beam_seg.models.scoring import Segmentation, score_frames
 from beam_seg.pipeline.records import FrameKey, WorkUnit
 from beam_seg.pipeline.temporal import TemporalFuser
@@ -118,28 +117,6 @@ def test_fused_frames_do_not_depend_on_how_the_video_is_cut(k, keyframes):
         assert whole != _fuse(frames, grids, k, 0, len(frames))
 
 
-class ScoresModel(Model):
-    """65x65 input, 17x17 logits (step 4, corners aligned): class red // 16 is strongest,
-    with a margin that follows green, so fusion has something to average."""
-
-    input_spec = InputSpec(65, 65, "uint8")
-    outputs_logits = True
-    name = "fake-scores"
-    num_classes = 19
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        points = batch[:, ::4, ::4].astype(np.float32)
-        logits = np.zeros((*points.shape[:3], 19), np.float32)
-        ids = (points[..., 0] // 16).astype(int)
-        np.put_along_axis(logits, ids[..., None], (0.5 + points[..., 1:2] / 128), axis=-1)
-        return logits
-
-
-class ScoresHandler(DeepLabModelHandler):
-    def load_model(self) -> Model:
-        return ScoresModel()
-
-
 def _video(path: Path, frames: list[np.ndarray]) -> Path:
     height, width = frames[0].shape[:2]
     args = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
@@ -149,11 +126,11 @@ def _video(path: Path, frames: list[np.ndarray]) -> Path:
     return path
 
 
-class CountingHandler(ScoresHandler):
+class CountingHandler(FakeScoresHandler):
     windows = 0  # model passes over every run of the test (one process, DirectRunner threads)
 
     def load_model(self) -> Model:
-        model = ScoresModel()
+        model = FakeScoresModel()
         predict = model.predict
 
         def counted(batch):

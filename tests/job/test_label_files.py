@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import build_onnx_nhwc
 
 from beam_seg.commands import plots
 from beam_seg.commands.queries import TimeSeries
 from beam_seg.commands.table import fraction_columns
 from beam_seg.job.launch import run
 from beam_seg.labels import LabelSet, voc_colormap
-
-from tiny_models import build_onnx_nhwc
 
 
 def _segment(capsys, *args) -> tuple[int, str]:

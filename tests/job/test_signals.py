@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_integrity import assert_same_outputs
 
 from conftest import ROOT, make_index_video
+from pipeline_helpers import assert_same_outputs
 
 pytestmark = [pytest.mark.real_model, pytest.mark.serial]
 
