@@ -14,8 +14,6 @@ from conftest import ROOT
 PAGES = sorted([ROOT / "README.md", ROOT / "CONTRIBUTING.md", *(ROOT / "docs").glob("*.md")])
 # Written on other branches at the same time as the README that links them; the lead's merge
 # brings them in, and then their links are checked like every other.
-WRITTEN_ELSEWHERE = {"docs/models.md", "docs/quality.md", "docs/signals.md",
-                     "docs/out-of-domain.md", "docs/default_vs_b0.jpg"}
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
@@ -41,9 +39,6 @@ CASES = [(page, target) for page in PAGES for target in links(page)]
 def test_every_relative_link_resolves(page, target):
     path, _, anchor = target.partition("#")
     resolved = (page.parent / path).resolve() if path else page
-    relative = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(resolved)
-    if relative in WRITTEN_ELSEWHERE and not resolved.exists():
-        pytest.xfail(f"{relative} is written on another branch")
     assert resolved.exists(), f"{page.relative_to(ROOT)} links to {target}, which does not exist"
     if anchor:
         assert anchor in anchors(resolved), f"{page.relative_to(ROOT)}: no heading for #{anchor}"
