@@ -44,9 +44,10 @@ test: install
 	$(PY) -m pytest -q -m serial tests
 
 # The fast tier: steps, wiring (TestPipeline + a fake model), options and analytics; no real
-# model. On the same workers as `make test`: its files are independent of each other.
+# model. In the same two passes as `make test`: on the workers, then the `serial` ones alone.
 test-fast: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not real_model" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not real_model and not serial" tests
+	$(PY) -m pytest -q -m "serial and not real_model" tests
 
 lint: install
 	$(VENV)/bin/ruff check beam_seg pipelines tests benchmarks examples
