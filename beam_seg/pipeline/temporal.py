@@ -88,7 +88,9 @@ KEY_SIGMA_FRAMES = 2.0
 # every such point, but not at it), and two neighbours outvote the frame even where it is
 # sure. On the 1024x512 seq0000 clip that cost 0.013 mIoU at `balanced` K=1 and 0.019 at
 # `high` K=2 (pole, sign, rider); protected, +0.0001 and 0.0000, while the rest of the frame
-# (most of the flicker) is fused as before. docs/quality.md has the measurements.
+# (most of the flicker) is fused as before. Frames between key frames (--keyframes) are not
+# protected: their one pass sees thin objects worse than the key frames around them do
+# (protected, the default's synthetic-bdd100k fell from 0.267 to 0.261). docs/quality.md.
 PROTECTED_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider", "motorcycle", "bicycle")
 
 
@@ -198,7 +200,7 @@ class TemporalFuser:
             total += warped * match[..., None]
             weight += match
         total /= weight[..., None]
-        if self.protected.size:
+        if self.protected.size and frame.full:  # a one-pass frame takes its key frames' detail
             keep = np.isin(own_probs.argmax(axis=-1), self.protected)
             total[keep] = own_probs[keep]
         return own.like(total)

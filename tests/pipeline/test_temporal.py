@@ -222,12 +222,13 @@ def test_fusion_cuts_flicker_on_real_footage_without_losing_accuracy():
     assert measured[1][1] >= measured[0][1]  # no less accurate (+0.029 when written)
 
 
-def _fused_first_of(grids: list[ScoreGrid], protected: tuple[int, ...]) -> np.ndarray:
+def _fused_first_of(grids: list[ScoreGrid], protected: tuple[int, ...], key: bool = True) -> np.ndarray:
+    """Frame 1's labels; `key`: whether it is a key frame (its neighbours always are)."""
     frames = scene(5, len(grids))
     fuser = TemporalFuser(1, protected)
     out = []
     for i, (rgb, grid) in enumerate(zip(frames, grids, strict=True)):
-        out += fuser.add(_key(i), rgb, Segmentation(None, grid, (160, 96)))
+        out += fuser.add(_key(i), rgb, Segmentation(None, grid, (160, 96)), key or i != 1)
     return {f.key.frame_index: f.labels for f in out + fuser.flush()}[1]
 
 
@@ -239,4 +240,7 @@ def test_a_thin_class_the_frame_sees_is_not_outvoted_by_its_neighbours(protected
     assert (labels == (5 if 5 in protected else 2)).all()
     # a class that is not protected is fused as before: class 2's neighbours outvote class 8
     labels = _fused_first_of([_grid({2: 0.95}), _grid({8: 0.6, 2: 0.3}), _grid({2: 0.95})], protected)
+    assert (labels == 2).all()
+    # a frame between key frames (one pass) takes the key frames' view, thin classes too
+    labels = _fused_first_of([_grid({2: 0.95}), _grid({5: 0.6, 2: 0.3}), _grid({2: 0.95})], protected, False)
     assert (labels == 2).all()
