@@ -20,13 +20,14 @@ import numpy as np
 from PIL import Image
 
 from beam_seg.commands.evaluate import confusion_matrix, scores
+from beam_seg.labels import CITYSCAPES
 from beam_seg.media import flow, video
 from beam_seg.media.pixels import resize_nearest
 from beam_seg.media.synthetic_video import CameraPath, make_clip, write_clip
 from beam_seg.models.scoring import InferenceSettings, Segmentation, labels_of, score_frames
 from beam_seg.models.tiling import Preset
 from beam_seg.pipeline.records import FrameKey, WorkUnit
-from beam_seg.pipeline.temporal import TemporalFuser
+from beam_seg.pipeline.temporal import TemporalFuser, protected_ids
 from beam_seg.scores import ScoreGrid
 
 SHARED = Path(os.environ.get("BEAM_SEG_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -228,8 +229,9 @@ def scores_of(model: Callable[[], object], model_name: str, settings: InferenceS
 def fused_labels(frames: list[np.ndarray], segs: list[Segmentation], k: int,
                  keyframes: int = 1) -> tuple[list[np.ndarray], float]:
     """Label maps of a clip's frames through the pipeline's own `TemporalFuser` (K=0: each
-    frame alone; every `keyframes`th frame a key frame), and the seconds fusion took."""
-    fuser, out = TemporalFuser(k), []
+    frame alone; every `keyframes`th frame a key frame), and the seconds fusion took. The
+    sets' labels are Cityscapes' (`benchmarks/quality.py` runs only such models)."""
+    fuser, out = TemporalFuser(k, protected_ids(CITYSCAPES.names)), []
     unit = WorkUnit("clip", "clip", "video")
     start = time.perf_counter()
     for i, (rgb, seg) in enumerate(zip(frames, segs, strict=True)):

@@ -1,7 +1,8 @@
 """Temporal fusion in the write step: each video frame's probabilities averaged with those of
 up to K frames before and after it, warped onto it by optical flow on a grid twice as fine as
-its own, with weights that fall off with distance (a Gaussian of 1.1 frames), and never
-across a scene cut. With --keyframes, frames scored by one pass take their detail from the
+its own, with weights that fall off with distance (a Gaussian of 1.1 frames), never
+across a scene cut, and never over a thin object the frame itself sees (PROTECTED_CLASSES).
+With --keyframes, frames scored by one pass take their detail from the
 key frames around them (`neighbour_weight`). docs/quality.md has the measurements.
 
 A batch job sees the future, so it smooths both ways: on the clips of `make bench-quality`
@@ -15,6 +16,7 @@ they are written: memory is bounded by 2K+2 frames per unit.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +54,11 @@ class FusedFrame:
 # 0.48x to 0.44x (512x256) of K=0's against the triangle K+1-|d| (1/4, 1/2, 1/4), and K=2
 # lost less of the annotated frames' mIoU (-0.025 instead of -0.033 at 2048x1024).
 WEIGHT_SIGMA_FRAMES = 1.1
+# ... times this between key frames (every frame is one without --keyframes): 1 : 0.86 : 0.26.
+# Once thin objects are protected (PROTECTED_CLASSES), neighbours can weigh more: at 1.3 the
+# flicker of `balanced` K=1 fell from 0.61x to 0.59x of K=0's on average over the clip sets of
+# `make bench-quality`, for at most -0.0013 mIoU on one of them (1.5: -0.0019, 0.58x).
+NEIGHBOUR_GAIN = 1.3
 
 
 # Fusion runs on a grid this many times finer than the frame's score grid. On the coarse grid
@@ -74,21 +81,41 @@ KEY_WEIGHT = 6.0
 KEY_SIGMA_FRAMES = 2.0
 
 
+# Thin and small classes: where a frame's own top class is one of these, its own scores stand
+# and its neighbours are not heard. Their fused losses were misplacement, not correction: a
+# pole or a sign a few pixels wide lands beside itself when flow moves it with what is behind
+# it (a neighbour's warped scores hold the frame's class within one fine grid step of nearly
+# every such point, but not at it), and two neighbours outvote the frame even where it is
+# sure. On the 1024x512 seq0000 clip that cost 0.013 mIoU at `balanced` K=1 and 0.019 at
+# `high` K=2 (pole, sign, rider); protected, +0.0001 and 0.0000, while the rest of the frame
+# (most of the flicker) is fused as before. Frames between key frames (--keyframes) are not
+# protected: their one pass sees thin objects worse than the key frames around them do
+# (protected, the default's synthetic-bdd100k fell from 0.267 to 0.261). docs/quality.md.
+PROTECTED_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider", "motorcycle", "bicycle")
+
+
+def protected_ids(names: Sequence[str]) -> tuple[int, ...]:
+    """The ids of a label set's PROTECTED_CLASSES (none for label sets without them)."""
+    return tuple(i for i, name in enumerate(names) if name in PROTECTED_CLASSES)
+
+
 def neighbour_weight(d: int, frame_is_key: bool, neighbour_is_key: bool) -> float:
-    """The weight of a neighbour d frames away (the frame itself at d = 0 weighs 1)."""
+    """The weight of a neighbour d frames away (the frame itself weighs 1)."""
     if not neighbour_is_key:
         return 0.0
     if not frame_is_key:
         return KEY_WEIGHT * math.exp(-d * d / (2 * KEY_SIGMA_FRAMES ** 2))
-    return math.exp(-d * d / (2 * WEIGHT_SIGMA_FRAMES ** 2))
+    return NEIGHBOUR_GAIN * math.exp(-d * d / (2 * WEIGHT_SIGMA_FRAMES ** 2))
 
 
 class TemporalFuser:
     """Takes one unit's frames in order (context frames included) and gives back its own
     frames, fused, as soon as their K later neighbours have arrived (the rest at `flush`)."""
 
-    def __init__(self, k: int):
+    def __init__(self, k: int, protected: Sequence[int] = ()):
+        """`protected`: class ids a frame keeps where they are its own top class (`protected_ids`)."""
         self.k = k
+        self.protected = np.array(protected, np.int64)
         self.frames: list[_Frame] = []
         self.next = 0  # position in `frames` of the next frame to emit
         self._flows: dict[tuple[int, int], np.ndarray] = {}
@@ -151,10 +178,12 @@ class TemporalFuser:
         one neighbour that misplaces a thin object by a few pixels vetoes it (a probability
         of 1e-4 weighs -9 against the frame's own -0.5). On the annotated seq0000 frame that
         lost riders (0.44 -> 0.22 IoU) and signs (0.83 -> 0.74) at `high`, K=2; the mean of
-        probabilities kept them (0.41, 0.80) for a little less flicker cut."""
+        probabilities kept them (0.41, 0.80) for a little less flicker cut. Where the frame's
+        own top class is protected (thin objects, see PROTECTED_CLASSES) its own scores stand."""
         frame = self.frames[t]
         own = refined_log(frame.seg.scores, FUSION_REFINE)
-        total = softmax(own.probs)
+        own_probs = softmax(own.probs)
+        total = own_probs.copy()
         weight = np.ones(own.shape, np.float32)
         for d in range(-self.k, self.k + 1):
             n = t + d
@@ -171,6 +200,9 @@ class TemporalFuser:
             total += warped * match[..., None]
             weight += match
         total /= weight[..., None]
+        if self.protected.size and frame.full:  # a one-pass frame takes its key frames' detail
+            keep = np.isin(own_probs.argmax(axis=-1), self.protected)
+            total[keep] = own_probs[keep]
         return own.like(total)
 
     def _forget(self, t: int) -> None:

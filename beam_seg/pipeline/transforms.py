@@ -156,7 +156,8 @@ class WriteFrame(_LabelSetDoFn):
         fuser = self._fusers.get(unit.key)
         if fuser is None:
             k = self.cfg.temporal_frames((unit.info.width, unit.info.height))
-            fuser = self._fusers[unit.key] = temporal.TemporalFuser(k)
+            fuser = self._fusers[unit.key] = temporal.TemporalFuser(
+                k, temporal.protected_ids(self.label_set.names))
         ready = fuser.add(key, rgb, seg, full)
         if key.frame_index == last_decoded_frame(unit, self.cfg.every_nth_frame):
             ready += self._fusers.pop(unit.key).flush()

@@ -14,7 +14,7 @@ from beam_seg.media.synthetic_video import CameraPath, make_clip, write_clip
 from beam_seg.models import DEFAULT_MODEL, load_label_set, load_model, resolve
 from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings, score_frames
 from beam_seg.pipeline.records import FrameKey, WorkUnit
-from beam_seg.pipeline.temporal import TemporalFuser
+from beam_seg.pipeline.temporal import TemporalFuser, protected_ids
 
 from conftest import DATA, decode_all
 
@@ -49,8 +49,9 @@ def clips(tmp_path_factory):
 
 def _run(clips, k: int) -> tuple[float, float]:
     confusion, flickers = np.zeros((19, 20), np.int64), []
+    protected = protected_ids(load_label_set(resolve(DEFAULT_MODEL).labels).names)  # as the pipeline
     for frames, truths, segs in clips:
-        fuser, fused = TemporalFuser(k), []
+        fuser, fused = TemporalFuser(k, protected), []
         for i, (rgb, seg) in enumerate(zip(frames, segs, strict=True)):
             fused += fuser.add(FrameKey(WorkUnit("clip", "clip", "video"), i, 0.0), rgb, seg)
         labels = [f.labels for f in fused + fuser.flush()]
