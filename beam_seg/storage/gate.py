@@ -9,9 +9,11 @@ are tracked so that a stopped run removes them too (`remove_scratch`).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 
 _gate = threading.Condition()
@@ -75,6 +77,22 @@ def remove_scratch() -> None:
         names = list(_scratch)
         _scratch.clear()
     for name in names:
-        shutil.rmtree(name, ignore_errors=True)
+        _remove_tree(name)
+
+
+def _remove_tree(path: str) -> None:
+    """Remove a folder that other threads may still be writing into: it is renamed first, so
+    a writer that creates a file by its old path fails instead of making rmtree's last rmdir
+    fail on a file that appeared behind it (which left the folder behind)."""
+    aside = f"{path}.removed"
+    try:
+        os.rename(path, aside)
+    except OSError:
+        aside = path
+    for _ in range(3):
+        shutil.rmtree(aside, ignore_errors=True)
+        if not os.path.lexists(aside):
+            return
+        time.sleep(0.05)
 
 

@@ -79,3 +79,33 @@ def test_a_child_killed_by_a_signal_says_so_rather_than_giving_no_reason():
     started = time.monotonic()
     result = ffmpeg.run(["-f", "lavfi", "-i", "nullsrc", "-t", "0.1", "-f", "null", "-"], timeout=30)
     assert result.returncode == 0 and time.monotonic() - started < 30
+
+
+def test_a_scratch_folder_written_into_while_it_is_removed_goes_all_the_same(monkeypatch):
+    """A worker thread may write a progress file into a scratch folder while a stop removes
+    it: the folder must still go (rmtree alone left it when a file appeared behind it)."""
+    monkeypatch.setattr(gate, "_scratch", set())
+    scratch = storage.ScratchDir("beam_seg_test_")
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                with open(os.path.join(scratch.name, f"{i}.count"), "w") as f:
+                    f.write("1 1\n")
+            except OSError:
+                pass
+            i += 1
+
+    threads = [threading.Thread(target=writer) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.05)  # the folder fills up
+    try:
+        storage.remove_scratch()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert not os.path.exists(scratch.name) and not os.path.exists(scratch.name + ".removed")
