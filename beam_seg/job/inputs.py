@@ -205,10 +205,8 @@ def check_output_writable(output: str) -> None:
     in_the_way = _file_in_the_way(output)
     if in_the_way:
         raise UsageError(f"--output {output}: {in_the_way} is a file, not a folder")
-    probe = storage.join(storage.absolute(output), ".beam_seg_write_check")
     try:
-        storage.write_bytes(probe, b"ok")
-        storage.delete(probe)
+        storage.probe_write(storage.absolute(output))
     except Exception as exc:  # any filesystem error means the same thing to the user
         reason = storage.outage_reason(exc)
         if reason is not None:  # full, read-only or unreachable: not a usage error

@@ -192,10 +192,8 @@ def _write_failure(cfg: RunConfig) -> str:
     what a fresh write says."""
     if storage.outage():
         return storage.outage()
-    probe = storage.join(cfg.layout.root, ".beam_seg_write_check")
     try:
-        storage.write_bytes(probe, b"ok")
-        storage.delete(probe)
+        storage.probe_write(cfg.layout.root)
     except Exception as exc:
         return storage.outage_reason(exc) or f"{type(exc).__name__}: {exc}"
     return "it is writable again; see the log above"

@@ -23,6 +23,7 @@ log = logging.getLogger("beam_seg")
 T = TypeVar("T")
 
 DEFAULT_DEADLINE_S = 60.0
+WRITE_PROBE = ".beam_seg_write_check"  # the file `operations.probe_write` writes and removes
 _deadline_s = DEFAULT_DEADLINE_S
 _outage: str | None = None  # why the remote store is taken to be gone, once it is
 _outage_lock = threading.Lock()
@@ -49,7 +50,7 @@ def note_local_failure(uri: str, exc: OSError) -> None:
     """A local write failed because the disk did (full, read-only): say so once, at once.
     Local calls fail fast by themselves, so nothing is tripped."""
     reason = outage_reason(exc)
-    if uri.endswith(".beam_seg_write_check"):
+    if uri.endswith(WRITE_PROBE):
         return  # the launcher's writability probe reports its own failure
     if reason is not None and exc.errno not in _noted:
         _noted.add(exc.errno)

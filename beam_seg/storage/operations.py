@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from beam_seg.storage.gate import write_gate
-from beam_seg.storage.limits import bounded, note_local_failure
-from beam_seg.storage.paths import FILE_TYPES, atomic_path, is_local, literal, local_path
+from beam_seg.storage.limits import WRITE_PROBE, bounded, note_local_failure
+from beam_seg.storage.paths import FILE_TYPES, atomic_path, is_local, join, literal, local_path
 
 _CHUNK = 8 * 1024 * 1024
 T = TypeVar("T")
@@ -310,3 +310,11 @@ def _gcs_ref(uri: str):
 def _gcs_blob(uri: str):
     ref = _gcs_ref(uri)
     return ref.bucket.get_blob(ref.name)
+
+
+def probe_write(root: str) -> None:
+    """Write a small file into `root` and remove it: raises what a real write there would.
+    The launcher asks before a run starts, and again to say why a run could not write."""
+    probe = join(root, WRITE_PROBE)
+    write_bytes(probe, b"ok")
+    delete(probe)
