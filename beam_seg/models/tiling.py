@@ -12,7 +12,7 @@ fall back to a per-pixel vote weighted towards each window's centre (`WindowMerg
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -195,6 +195,10 @@ class Preset:
     own resolution hurt on every set measured); heights closer than `min_gap` windows to
     one already taken are dropped. `overlap`/`aspect`: the windows' layout at every scale;
     `aspects`/`overlaps`, when given, one per height instead (a dropped height drops its own).
+    `extra_rows`: (aspect, overlap) of further rows of windows at the model's own height,
+    taken with the whole frame (frames up to `whole_max_aspect`): another look at the
+    coarsest scale, stretched otherwise than the first row. `mirror_rows`: there, the rows
+    at the model's height also run mirrored (`flip`), finer scales not.
     """
 
     heights: tuple[float, ...]
@@ -205,6 +209,8 @@ class Preset:
     flip: bool = False
     aspects: tuple[float, ...] = ()
     overlaps: tuple[float, ...] = ()
+    extra_rows: tuple[tuple[float, float], ...] = ()
+    mirror_rows: bool = False
 
     def scales(self, width: int, height: int, window_width: int,
                window_height: int) -> list[TileSettings | None]:
@@ -222,5 +228,9 @@ class Preset:
                          aspect=self.aspects[i] if self.aspects else self.aspect,
                          flip=self.flip) for h, i in chosen]
         if width / height <= self.whole_max_aspect:
-            scales.insert(0, None)
+            # first, so that the last scale stays the largest (the one ids-only models vote at)
+            scales[:0] = [None, *(TileSettings(scale=1.0, overlap=overlap, aspect=aspect, flip=self.flip)
+                                  for aspect, overlap in self.extra_rows)]
+            if self.mirror_rows:
+                scales = [replace(s, flip=True) if s is not None and s.scale == 1.0 else s for s in scales]
         return scales

@@ -77,3 +77,22 @@ def test_presets_choose_their_scales_from_the_source_size():
     assert heights == {(2048, 1024): [513, 768, 1024], (1280, 720): [None, 513, 720],
                        (1224, 370): [513], (400, 300): [None]}
     assert all(isinstance(s, TileSettings) for s in high.scales(2048, 1024, 513, 513))
+
+
+def test_extra_rows_and_their_mirrors_come_only_with_the_whole_frame():
+    """A second row at the model's height (and mirrored rows there) on frames up to
+    `whole_max_aspect`, never on wider ones, and never mirrored at the finer scales."""
+    preset = Preset(heights=(0.0, 0.75, 1.0), aspects=(4 / 3, 1.0, 1.0), overlaps=(1 / 3, 0.25, 0.25),
+                    whole_max_aspect=1.8, min_gap=0.45, extra_rows=((1.0, 0.25),), mirror_rows=True)
+
+    def layout(width, height):
+        return [None if s is None else (round(s.scale * 513), round(s.aspect, 2), s.flip)
+                for s in preset.scales(width, height, 513, 513)]
+
+    assert layout(1280, 720) == [None, (513, 1.0, True), (513, 1.33, True)]
+    assert layout(1920, 1080) == [None, (513, 1.0, True), (513, 1.33, True), (810, 1.0, False),
+                                  (1080, 1.0, False)]
+    assert layout(2048, 1024) == [(513, 1.33, False), (768, 1.0, False), (1024, 1.0, False)]
+    assert layout(1224, 370) == [(513, 1.33, False)]
+    plain = Preset(heights=(0.0,), whole_max_aspect=1.8)
+    assert [s and s.flip for s in plain.scales(1280, 720, 513, 513)] == [None, False]
