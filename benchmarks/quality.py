@@ -29,6 +29,7 @@ import quality_sets  # noqa: E402
 
 from beam_seg.config import RunConfig  # noqa: E402
 from beam_seg.models import load_label_set, load_model, resolve  # noqa: E402
+from beam_seg.models.anysize import SIZE_PRESETS  # noqa: E402
 from beam_seg.models.catalog import REGISTRY  # noqa: E402
 from beam_seg.models.registry import MODEL_DIR_ENV, cache_dir  # noqa: E402
 from beam_seg.models.scoring import QUALITY_PRESETS, InferenceSettings  # noqa: E402
@@ -56,7 +57,8 @@ def settings_rows(preset: str, dataset) -> list[tuple[str, InferenceSettings, in
     """(row label, settings, K, key frames N) of a preset: stills once; clips as the pipeline
     runs them by default (with the preset's key frames where they apply), every frame in
     full, and --temporal 0."""
-    settings = InferenceSettings(tiles=QUALITY_PRESETS[preset])
+    # models of any size take the preset's working sizes, as the pipeline gives them
+    settings = InferenceSettings(tiles=QUALITY_PRESETS[preset], sizes=SIZE_PRESETS[preset])
     if not dataset.video:
         return [("", settings, 0, 1)]
     cfg = RunConfig(output="unused", quality=preset)
