@@ -126,11 +126,11 @@ class TemporalFuser:
         whole-frame pass, see --keyframes)."""
         frame = _Frame(key, None if key.context else rgb, seg, flow.small_grey(rgb),
                        (rgb.shape[1], rgb.shape[0]), full=keyframe)
-        if self.frames:
-            a = len(self.frames) - 1
-            frame.cut_before = flow.is_cut(self.frames[a].grey, frame.grey,
-                                           self._flow_between(a, a + 1, frame))
         self.frames.append(frame)
+        t = len(self.frames) - 1
+        if t > 0:  # backward flow, as flicker and fusion use it: one flow a pair, not two
+            frame.cut_before = flow.is_cut(frame.grey, self.frames[t - 1].grey,
+                                           self._flow_between(t, t - 1))
         ready = []
         while self.next + self.k < len(self.frames):
             ready += self._emit(self.next)
@@ -142,10 +142,9 @@ class TemporalFuser:
             ready += self._emit(self.next)
         return ready
 
-    def _flow_between(self, a: int, b: int, b_frame: _Frame | None = None) -> np.ndarray:
+    def _flow_between(self, a: int, b: int) -> np.ndarray:
         if (a, b) not in self._flows:
-            target = b_frame if b_frame is not None else self.frames[b]
-            self._flows[(a, b)] = flow.dense_flow(self.frames[a].grey, target.grey)
+            self._flows[(a, b)] = flow.dense_flow(self.frames[a].grey, self.frames[b].grey)
         return self._flows[(a, b)]
 
     def _same_scene(self, a: int, b: int) -> bool:
