@@ -39,7 +39,7 @@ TEMPORAL_PRESETS = {"fast": 0, "balanced": 1, "high": 2}
 # Key frames by preset (--keyframes N): the preset's windows on every Nth video frame only,
 # one whole-frame pass on the others, whose detail fusion carries from the key frames; only
 # on videos up to 16:9 (see `keyframe_interval`), measured in docs/quality.md.
-KEYFRAME_PRESETS = {"fast": 1, "balanced": 3, "high": 1}
+KEYFRAME_PRESETS = {"fast": 1, "balanced": 4, "high": 1}
 
 
 def positive_int(text: str) -> int:
@@ -158,9 +158,9 @@ class RunConfig:
                                   shapes_output=True, type=non_negative_int, metavar="K")
     keyframes: int | None = option(None, "videos: the preset's windows on every Nth frame only, one "
                                    "whole-frame pass on the others, which temporal fusion gives "
-                                   "the key frames' detail (1 = every frame in full; default: the "
-                                   "preset's; off when --temporal is 0)", shapes_output=True,
-                                   type=positive_int, metavar="N")
+                                   "the key frames' detail (1 = every frame in full; default: "
+                                   "balanced 4 on videos up to 16:9, else 1; off when --temporal is 0)",
+                                   shapes_output=True, type=positive_int, metavar="N")
     resize_mode: str = option("stretch", "single pass (--quality fast): fit frames by stretching "
                               "or by padding", shapes_output=True, choices=RESIZE_MODES)
     roi: str = option(format_roi(DEFAULT_ROI), "region ahead of the car for the roi_<class> "
