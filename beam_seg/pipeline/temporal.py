@@ -94,7 +94,8 @@ KEY_SIGMA_FRAMES = 2.0
 # `balanced` K=1 -0.0014 -> +0.0009 mIoU for flicker 0.739x -> 0.729x, worst set -0.0014 ->
 # -0.0002; the floor bounds a veto (0.001: the same for balanced, `high` -0.0006; 0.1: -0.0030).
 # Frames between key frames keep the arithmetic mean (their key frames' detail is carried
-# over whole). docs/quality.md.
+# over whole), and so do label sets without any of PROTECTED_CLASSES (unprotected, the
+# geometric mean lost 0.031 on clip-seq0000@1024). docs/quality.md.
 GEOMETRIC_FLOOR = 0.01
 
 
@@ -236,7 +237,11 @@ class TemporalFuser:
             votes.append((flow.warp_grid(neighbour.seg.scores, motion, width, height, onto=own), match))
         if not votes:  # a key frame between one-pass frames, or alone in its scene
             return own.like(own_probs)
-        total = (geometric_mean if frame.full else arithmetic_mean)(own_probs, votes)
+        # the geometric mean needs thin objects protected (a label set without any of
+        # PROTECTED_CLASSES fuses by the arithmetic one), and a one-pass frame takes its key
+        # frames' detail whole
+        geometric = frame.full and self.protected.size > 0
+        total = (geometric_mean if geometric else arithmetic_mean)(own_probs, votes)
         if self.protected.size and frame.full:  # a one-pass frame takes its key frames' detail
             keep = np.isin(own_probs.argmax(axis=-1), self.protected)
             total[keep] = own_probs[keep]
