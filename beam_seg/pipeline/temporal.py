@@ -7,7 +7,7 @@ With --keyframes, frames scored by one pass take their detail from the
 key frames around them (`neighbour_weight`). docs/quality.md has the measurements.
 
 A batch job sees the future, so it smooths both ways: on the clips of `make bench-quality`
-that cut the flow-compensated flicker to 0.4-0.66x without the lag of a causal filter. A work
+that cut the flow-compensated flicker to 0.39-0.72x without the lag of a causal filter. A work
 unit decodes K+1 frames before its range and K after (`decode.context_span`), and every
 quantity here depends only on the frames around it, so the label maps are the same bytes
 whatever --segment-frames is. Scores are held at their grid resolution, frames only until
