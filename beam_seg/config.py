@@ -34,12 +34,16 @@ from beam_seg.tables.regions import (
 )
 
 # Frames fused on each side of a video frame, by preset: `fast` stays one pass per frame,
-# so a video frame and the same picture as a still get the same labels.
-TEMPORAL_PRESETS = {"fast": 0, "balanced": 1, "high": 2}
+# so a video frame and the same picture as a still get the same labels. `high` fuses as
+# `balanced` does and spends its extra cost on windows only: with K=2 it fell below
+# `balanced` on two clip sets whose frames both presets score alike (seq0001 -0.0016,
+# seq0000@1024 -0.0010), and on seq0000, where it has more windows, K=1 scored 0.655
+# against 0.653 for K=2 (docs/quality.md).
+TEMPORAL_PRESETS = {"fast": 0, "balanced": 1, "high": 1}
 # Key frames by preset (--keyframes N): the preset's windows on every Nth video frame only,
 # one whole-frame pass on the others, whose detail fusion carries from the key frames; only
 # on videos up to 16:9 (see `keyframe_interval`), measured in docs/quality.md.
-KEYFRAME_PRESETS = {"fast": 1, "balanced": 3, "high": 1}
+KEYFRAME_PRESETS = {"fast": 1, "balanced": 4, "high": 1}
 
 
 def positive_int(text: str) -> int:
@@ -154,13 +158,13 @@ class RunConfig:
                         shapes_output=True, action="store_true")
     temporal: int | None = option(None, "videos: fuse each frame's scores with those of up to K "
                                   "frames before and after it, warped by optical flow (0 = off; "
-                                  "default: the preset's, fast 0, balanced 1, high 2)",
+                                  "default: the preset's, fast 0, balanced and high 1)",
                                   shapes_output=True, type=non_negative_int, metavar="K")
     keyframes: int | None = option(None, "videos: the preset's windows on every Nth frame only, one "
                                    "whole-frame pass on the others, which temporal fusion gives "
-                                   "the key frames' detail (1 = every frame in full; default: the "
-                                   "preset's; off when --temporal is 0)", shapes_output=True,
-                                   type=positive_int, metavar="N")
+                                   "the key frames' detail (1 = every frame in full; default: "
+                                   "balanced 4 on videos up to 16:9, else 1; off when --temporal is 0)",
+                                   shapes_output=True, type=positive_int, metavar="N")
     resize_mode: str = option("stretch", "single pass (--quality fast): fit frames by stretching "
                               "or by padding", shapes_output=True, choices=RESIZE_MODES)
     roi: str = option(format_roi(DEFAULT_ROI), "region ahead of the car for the roi_<class> "

@@ -50,7 +50,7 @@ def local_models() -> tuple[list[str], list[str]]:
     return found, skipped
 
 
-KEYFRAMES_ROW = 3
+KEYFRAMES_ROW = 4
 
 
 def settings_rows(preset: str, dataset) -> list[tuple[str, InferenceSettings, int, int]]:

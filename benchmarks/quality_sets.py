@@ -92,22 +92,32 @@ def decode(path: Path) -> list[np.ndarray]:
     return [rgb.copy() for rgb in video.decode_frames(str(path), info, seg)]
 
 
-def annotated_clip(path: Path, truth: Path, index: int = 19, width: int | None = None) -> Sequence:
+def annotated_clip(path: Path, truth: Path, index: int = 19, width: int | None = None,
+                   crop_width: int | None = None) -> Sequence:
     """A real clip with one annotated frame; `width`: its frames downscaled (area) to that
-    width first, like the 1024x512 held-out Cityscapes clips of the issue."""
+    width first, like the 1024x512 held-out Cityscapes clips of the issue; `crop_width`:
+    then the middle that many pixels of each frame (and the same part of the truth), so
+    that a 2:1 clip becomes a 16:9 one, the shape key frames apply to, with real motion."""
     info = video.probe(str(path))
     length = info.frame_count
     if width is None:
         return Sequence(path.name, length, (info.width, info.height), lambda: decode(path),
                         {index: lambda: _read(truth)})
+    height = round(info.height * width / info.width)
+    left = (width - crop_width) // 2 if crop_width else 0
+    right = left + crop_width if crop_width else width
 
     def frames() -> list[np.ndarray]:
-        out = decode(path)
-        height = round(out[0].shape[0] * width / out[0].shape[1])
-        return [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in out]
+        out = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in decode(path)]
+        return [np.ascontiguousarray(f[:, left:right]) for f in out]
 
-    size = (width, round(info.height * width / info.width))
-    return Sequence(f"{path.name}@{width}", length, size, frames, {index: lambda: _read(truth)})
+    def truth_of() -> np.ndarray:
+        full = _read(truth)
+        scale = full.shape[1] / width
+        return np.ascontiguousarray(full[:, round(left * scale):round(right * scale)])
+
+    name = f"{path.name}@{width}" + (f"[{crop_width}]" if crop_width else "")
+    return Sequence(name, length, (right - left, height), frames, {index: truth_of})
 
 
 def synthetic_clip(image: Path, truth: Path, width: int, height: int,
@@ -150,6 +160,11 @@ def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: in
         DataSet("clip-seq0000@1024", "the same clip downscaled to 1024x512 (training scene)", [annotated_clip(
             videos / "cityscapes_aachen_seq0000_2048x1024_17fps.mp4",
             aachen / "aachen_000000_000019_gtFine_labelTrainIds.png", width=1024)], video=True),
+        DataSet("clip-seq0000@1024-16:9", "its middle 912x512: real motion at 16:9, where key "
+                "frames apply (training scene)", [annotated_clip(
+                    videos / "cityscapes_aachen_seq0000_2048x1024_17fps.mp4",
+                    aachen / "aachen_000000_000019_gtFine_labelTrainIds.png", width=1024,
+                    crop_width=912)], video=True),
     ]
     width, height = synthetic_size
     for name, note in (("bdd100k", "16"), ("kitti", "5"), ("aachen", "6 (TRAINING frames)")):

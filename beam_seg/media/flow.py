@@ -18,9 +18,11 @@ from beam_seg.scores import ScoreGrid
 # (pole IoU 0.30 -> 0.20 on the annotated seq0000 frame at `high`, K=2); at 768 fusion kept
 # that frame's mIoU (+0.004 instead of -0.005) for about 4x the flow's cost (a few ms a pair).
 FLOW_WIDTH = 768
-# Mean absolute grey difference (0..255) left after warping the next frame onto this one by
+# Mean absolute grey difference (0..255) left after warping one frame onto the other by
 # their flow: at most 5.7 between consecutive frames of the Cityscapes and udacity clips,
-# 26 to 61 across a cut (two aachen sequences, aachen to udacity).
+# 26 to 61 across a cut (two aachen sequences, aachen to udacity). Measured again with the
+# previous frame warped onto the next (the direction fusion uses, 2026-12-05): at most 4.4
+# within the clips, 33 and 42 across those cuts.
 CUT_RESIDUAL = 15.0
 # A neighbour's warped scores count at a grid point in proportion to exp(-residual / this),
 # the residual being the local grey difference left after warping (0..255, blurred): where

@@ -1,12 +1,13 @@
-"""Temporal fusion in the write step: each video frame's probabilities averaged with those of
-up to K frames before and after it, warped onto it by optical flow on a grid twice as fine as
-its own, with weights that fall off with distance (a Gaussian of 1.1 frames), never
-across a scene cut, and never over a thin object the frame itself sees (PROTECTED_CLASSES).
+"""Temporal fusion in the write step: each video frame's probabilities combined with those of
+up to K frames before and after it (a weighted geometric mean, GEOMETRIC_FLOOR), warped onto
+it by optical flow on a grid twice as fine as its own, with weights that fall off with
+distance (a Gaussian of 1.1 frames), never across a scene cut, and never over a thin object
+the frame itself sees (PROTECTED_CLASSES).
 With --keyframes, frames scored by one pass take their detail from the
 key frames around them (`neighbour_weight`). docs/quality.md has the measurements.
 
 A batch job sees the future, so it smooths both ways: on the clips of `make bench-quality`
-that cut the flow-compensated flicker to 0.4-0.66x without the lag of a causal filter. A work
+that cut the flow-compensated flicker to 0.39-0.72x without the lag of a causal filter. A work
 unit decodes K+1 frames before its range and K after (`decode.context_span`), and every
 quantity here depends only on the frames around it, so the label maps are the same bytes
 whatever --segment-frames is. Scores are held at their grid resolution, frames only until
@@ -54,11 +55,12 @@ class FusedFrame:
 # 0.48x to 0.44x (512x256) of K=0's against the triangle K+1-|d| (1/4, 1/2, 1/4), and K=2
 # lost less of the annotated frames' mIoU (-0.025 instead of -0.033 at 2048x1024).
 WEIGHT_SIGMA_FRAMES = 1.1
-# ... times this between key frames (every frame is one without --keyframes): 1 : 0.86 : 0.26.
-# Once thin objects are protected (PROTECTED_CLASSES), neighbours can weigh more: at 1.3 the
-# flicker of `balanced` K=1 fell from 0.61x to 0.59x of K=0's on average over the clip sets of
-# `make bench-quality`, for at most -0.0013 mIoU on one of them (1.5: -0.0019, 0.58x).
-NEIGHBOUR_GAIN = 1.3
+# ... times this between key frames (every frame is one without --keyframes): 1 : 1.06 : 0.31.
+# With thin objects protected (PROTECTED_CLASSES) and the geometric mean (GEOMETRIC_FLOOR),
+# neighbours can weigh more: at 1.6 `balanced` K=1's flicker over the clip sets of
+# `make bench-quality` fell from 0.584x to 0.575x of K=0's, its worst set -0.0002 mIoU
+# (with the arithmetic mean 1.3 was the most it took: 1.5 lost 0.0019).
+NEIGHBOUR_GAIN = 1.6
 
 
 # Fusion runs on a grid this many times finer than the frame's score grid. On the coarse grid
@@ -79,6 +81,22 @@ FUSION_REFINE = 2
 # against 0.254 when those frames counted as neighbours too (0.271 with --temporal 0).
 KEY_WEIGHT = 6.0
 KEY_SIGMA_FRAMES = 2.0
+
+
+# Between key frames (every frame without --keyframes) the frames' opinions are combined as a
+# weighted geometric mean (of probabilities floored at this), renormalised: a class wins where
+# every frame finds it likely, not where one frame is sure and another rules it out. Stuff
+# boundaries (road/sidewalk/terrain, building/vegetation) then move less from frame to frame.
+# Its known fault, that one neighbour that misplaces a thin object vetoes it, no longer
+# applies: where the frame sees a thin object its own scores stand (PROTECTED_CLASSES), and
+# elsewhere a neighbour cannot paint one the frame does not see. On the clip sets of
+# `make bench-quality` against the arithmetic mean (both protected): clip-seq0000@1024
+# `balanced` K=1 -0.0014 -> +0.0009 mIoU for flicker 0.739x -> 0.729x, worst set -0.0014 ->
+# -0.0002; the floor bounds a veto (0.001: the same for balanced, `high` -0.0006; 0.1: -0.0030).
+# Frames between key frames keep the arithmetic mean (their key frames' detail is carried
+# over whole), and so do label sets without any of PROTECTED_CLASSES (unprotected, the
+# geometric mean lost 0.031 on clip-seq0000@1024). docs/quality.md.
+GEOMETRIC_FLOOR = 0.01
 
 
 # Thin and small classes: where a frame's own top class is one of these, its own scores stand
@@ -108,6 +126,27 @@ def neighbour_weight(d: int, frame_is_key: bool, neighbour_is_key: bool) -> floa
     return NEIGHBOUR_GAIN * math.exp(-d * d / (2 * WEIGHT_SIGMA_FRAMES ** 2))
 
 
+def arithmetic_mean(own: np.ndarray, votes: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The frame's probabilities (weight 1) and its neighbours' (warped, each with a weight
+    per grid point) averaged."""
+    total, weight = own.copy(), np.ones(own.shape[:-1], np.float32)
+    for probs, match in votes:
+        total += probs * match[..., None]
+        weight += match
+    return total / weight[..., None]
+
+
+def geometric_mean(own: np.ndarray, votes: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The weighted geometric mean of the same, each probability floored at GEOMETRIC_FLOOR,
+    renormalised to probabilities."""
+    floor = np.float32(GEOMETRIC_FLOOR)
+    total, weight = np.log(np.maximum(own, floor)), np.ones(own.shape[:-1], np.float32)
+    for probs, match in votes:
+        total += np.log(np.maximum(probs, floor)) * match[..., None]
+        weight += match
+    return softmax(total / weight[..., None])
+
+
 class TemporalFuser:
     """Takes one unit's frames in order (context frames included) and gives back its own
     frames, fused, as soon as their K later neighbours have arrived (the rest at `flush`)."""
@@ -126,11 +165,11 @@ class TemporalFuser:
         whole-frame pass, see --keyframes)."""
         frame = _Frame(key, None if key.context else rgb, seg, flow.small_grey(rgb),
                        (rgb.shape[1], rgb.shape[0]), full=keyframe)
-        if self.frames:
-            a = len(self.frames) - 1
-            frame.cut_before = flow.is_cut(self.frames[a].grey, frame.grey,
-                                           self._flow_between(a, a + 1, frame))
         self.frames.append(frame)
+        t = len(self.frames) - 1
+        if t > 0:  # backward flow, as flicker and fusion use it: one flow a pair, not two
+            frame.cut_before = flow.is_cut(frame.grey, self.frames[t - 1].grey,
+                                           self._flow_between(t, t - 1))
         ready = []
         while self.next + self.k < len(self.frames):
             ready += self._emit(self.next)
@@ -142,10 +181,9 @@ class TemporalFuser:
             ready += self._emit(self.next)
         return ready
 
-    def _flow_between(self, a: int, b: int, b_frame: _Frame | None = None) -> np.ndarray:
+    def _flow_between(self, a: int, b: int) -> np.ndarray:
         if (a, b) not in self._flows:
-            target = b_frame if b_frame is not None else self.frames[b]
-            self._flows[(a, b)] = flow.dense_flow(self.frames[a].grey, target.grey)
+            self._flows[(a, b)] = flow.dense_flow(self.frames[a].grey, self.frames[b].grey)
         return self._flows[(a, b)]
 
     def _same_scene(self, a: int, b: int) -> bool:
@@ -171,20 +209,19 @@ class TemporalFuser:
         return out
 
     def _fuse(self, t: int, width: int, height: int):
-        """The weighted mean of probabilities, each neighbour's weight scaled by how well its
-        warp matches this frame, on a grid FUSION_REFINE times finer than the frame's own.
+        """The frame's probabilities and its neighbours', warped onto it and each weighted per
+        grid point by how well its warp matches this frame, combined on a grid FUSION_REFINE
+        times finer than the frame's own: a geometric mean between key frames (every frame
+        without --keyframes), an arithmetic one for a frame between key frames.
 
-        Not of log-probabilities: their mean is a product of the frames' opinions, in which
-        one neighbour that misplaces a thin object by a few pixels vetoes it (a probability
-        of 1e-4 weighs -9 against the frame's own -0.5). On the annotated seq0000 frame that
-        lost riders (0.44 -> 0.22 IoU) and signs (0.83 -> 0.74) at `high`, K=2; the mean of
-        probabilities kept them (0.41, 0.80) for a little less flicker cut. Where the frame's
-        own top class is protected (thin objects, see PROTECTED_CLASSES) its own scores stand."""
+        Where the frame's own top class is protected (thin objects, see PROTECTED_CLASSES)
+        its own scores stand. That is what lets the geometric mean in: unprotected, one
+        neighbour that misplaced a thin object by a few pixels vetoed it (riders 0.44 -> 0.22
+        IoU and signs 0.83 -> 0.74 on the annotated seq0000 frame at `high`, K=2)."""
         frame = self.frames[t]
         own = refined_log(frame.seg.scores, FUSION_REFINE)
         own_probs = softmax(own.probs)
-        total = own_probs.copy()
-        weight = np.ones(own.shape, np.float32)
+        votes = []
         for d in range(-self.k, self.k + 1):
             n = t + d
             if d == 0 or not 0 <= n < len(self.frames) or not self._same_scene(t, n):
@@ -196,10 +233,14 @@ class TemporalFuser:
             motion = self._flow_between(t, n)
             match = np.float32(prior) * flow.match_weights(
                 frame.grey, neighbour.grey, motion, own, width, height)
-            warped = flow.warp_grid(neighbour.seg.scores, motion, width, height, onto=own)
-            total += warped * match[..., None]
-            weight += match
-        total /= weight[..., None]
+            votes.append((flow.warp_grid(neighbour.seg.scores, motion, width, height, onto=own), match))
+        if not votes:  # a key frame between one-pass frames, or alone in its scene
+            return own.like(own_probs)
+        # the geometric mean needs thin objects protected (a label set without any of
+        # PROTECTED_CLASSES fuses by the arithmetic one), and a one-pass frame takes its key
+        # frames' detail whole
+        geometric = frame.full and self.protected.size > 0
+        total = (geometric_mean if geometric else arithmetic_mean)(own_probs, votes)
         if self.protected.size and frame.full:  # a one-pass frame takes its key frames' detail
             keep = np.isin(own_probs.argmax(axis=-1), self.protected)
             total[keep] = own_probs[keep]

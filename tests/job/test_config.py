@@ -64,8 +64,8 @@ def test_key_frames_widen_fusion_to_reach_them_and_need_fusion():
     assert cfg.keyframe_interval() == 4 and cfg.temporal_frames() == 3
     off = RunConfig(output="/tmp/x", quality="balanced", keyframes=4, temporal=0)
     assert off.keyframe_interval() == 1 and off.temporal_frames() == 0
-    wide = RunConfig(output="/tmp/x", quality="high", keyframes=2)
-    assert wide.temporal_frames() == 2  # the preset's K when it already reaches them
+    wide = RunConfig(output="/tmp/x", quality="high", keyframes=2, temporal=2)
+    assert wide.temporal_frames() == 2  # K as asked when it already reaches them
 
 
 def test_the_presets_key_frames_apply_to_frames_the_preset_also_takes_whole(monkeypatch):
