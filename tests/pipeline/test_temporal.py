@@ -261,3 +261,17 @@ def test_between_key_frames_a_class_one_neighbour_rules_out_loses_to_one_every_f
     # and so does a label set without thin classes: unprotected, a geometric mean lets one
     # neighbour that misplaces a thin object veto it
     assert (_fused_first_of(grids, ())[:, :-8] == 2).all()
+
+
+def test_a_fused_frames_confidence_is_not_flattened_by_the_geometric_means_floor():
+    # Three frames sure of class 2 (0.99): fused, the frame is as sure as each of them. The
+    # geometric mean's floor (0.01 for each of 18 other classes) would report about 0.85,
+    # and set off the out-of-domain warning on footage the model knows.
+    frames = scene(5, 3)
+    fuser = TemporalFuser(1, (5, 7))
+    out = []
+    for i, rgb in enumerate(frames):
+        out += fuser.add(_key(i), rgb, Segmentation(None, _grid({2: 0.99}), (160, 96)))
+    middle = {f.key.frame_index: f for f in out + fuser.flush()}[1]
+    assert (middle.labels == 2).all()
+    assert middle.confidence == pytest.approx(0.99, abs=0.005)
