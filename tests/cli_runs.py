@@ -1,8 +1,11 @@
-"""`beam-seg segment` in a child process with its stderr a pipe, each line stamped as it
-arrives (the demo runs that several test modules share are fixtures in conftest.py)."""
+"""`beam-seg` run by tests: in this process with its output captured (`run_in_process`), or
+`segment` in a child process with its stderr a pipe, each line stamped as it arrives (the
+demo runs that several test modules share are fixtures in conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import subprocess
 import sys
 import threading
@@ -10,10 +13,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from beam_seg import cli
+
 from conftest import DATA, ROOT
 
 DEMO_CLIP = DATA / "videos" / "udacity_solidWhiteRight.mp4"
 DEMO_STILL = DATA / "images" / "dashcam" / "lanes_solidWhiteCurve.jpg"
+
+
+def run_in_process(*argv: object) -> tuple[int, str, str]:
+    """`beam-seg ARGV…` through `cli.main` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
 
 
 class TimedRun:

@@ -4,21 +4,19 @@ set of exit codes, and a summary that lists only what the run wrote. No model ru
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from beam_seg import cli
 from beam_seg.commands import commands
 from beam_seg.config import RunConfig
 from beam_seg.job import exits
 from beam_seg.job.inputs import describe_differences
 from beam_seg.job.summary import output_lines
 
+from cli_runs import run_in_process
 from synthetic_run import IID, write_synthetic_run
 
 
@@ -37,10 +35,7 @@ def a_file(tmp_path_factory) -> Path:
 
 
 def beam_seg(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+    return run_in_process(*argv)
 
 
 def one_error(err: str) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 
-from beam_seg import cli, naming
+from beam_seg import naming
 from beam_seg.tables import domain
 
+from cli_runs import run_in_process
 from synthetic_run import write_still_run
 
 DEFAULT = "cityscapes-edgetpu-slim"
@@ -18,10 +17,7 @@ SOURCES = ["/footage/one.jpg", "/footage/two.jpg"]
 
 
 def _report(*argv: str) -> tuple[int, str, str]:
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = cli.main(["report", *argv])
-    return code, stdout.getvalue(), stderr.getvalue()
+    return run_in_process("report", *argv)
 
 
 def _two_runs(tmp_path):

@@ -3,18 +3,16 @@ on synthetic runs (coverage tables with chosen confidences, no model)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import pytest
 
-from beam_seg import cli, naming
+from beam_seg import naming
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
 from beam_seg.job.summary import out_of_domain, summary_lines
 from beam_seg.tables import domain
 from beam_seg.tables.domain import Calibration, InputConfidence
 
+from cli_runs import run_in_process
 from synthetic_run import write_still_run
 
 DEFAULT = "cityscapes-edgetpu-slim"
@@ -143,10 +141,8 @@ def test_no_warning_for_in_domain_runs_unknown_models_or_unreadable_outputs(tmp_
 
 
 def _report(*argv: str) -> tuple[int, str]:
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = cli.main(["report", *argv])
-    return code, stdout.getvalue()
+    code, out, _ = run_in_process("report", *argv)
+    return code, out
 
 
 def test_the_report_says_it_on_the_terminal_and_on_the_page(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -10,9 +9,9 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from beam_seg import cli
 from beam_seg.commands.events_command import time_origin_ns
 
+from cli_runs import run_in_process
 from synthetic_run import CAR_FRAMES, FPS, IID, write_synthetic_run
 
 
@@ -24,10 +23,7 @@ def run(tmp_path_factory):
 
 
 def _events(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(["events", *argv])
-    return code, out.getvalue(), err.getvalue()
+    return run_in_process("events", *argv)
 
 
 def test_the_table_lists_the_stored_events(run):

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from beam_seg import cli, naming
+from beam_seg import naming
 from beam_seg.commands import queries, table
 from beam_seg.labels import CITYSCAPES
 from beam_seg.media import video
@@ -30,6 +30,7 @@ from beam_seg.tables import events, regions
 from beam_seg.tables.coverage import schema_for
 
 from browser import keep_screenshot, open_page
+from cli_runs import run_in_process
 from conftest import DATA, ROOT
 from pipeline_helpers import segment
 
@@ -49,10 +50,7 @@ def _iid(path: Path) -> str:
 
 
 def _run_command(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+    return run_in_process(*argv)
 
 
 def _run_report(*argv: str) -> tuple[int, str, str]:
