@@ -241,7 +241,8 @@ class TemporalFuser:
                 frame.grey, neighbour.grey, motion, own, width, height)
             votes.append((flow.warp_grid(neighbour.seg.scores, motion, width, height, onto=own), match))
         if not votes:  # a key frame between one-pass frames, or alone in its scene
-            return own.like(own_probs), confidence(own.like(own_probs))
+            alone = own.like(own_probs)
+            return alone, confidence(alone)
         # the geometric mean needs thin objects protected (a label set without any of
         # PROTECTED_CLASSES fuses by the arithmetic one), and a one-pass frame takes its key
         # frames' detail whole
