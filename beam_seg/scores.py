@@ -11,6 +11,7 @@ log-probabilities rather than probabilities matches the model's own resize of it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -116,6 +117,18 @@ def labels_from_scores(grid: ScoreGrid, width: int, height: int,
     it. Each class's plane is warped over that box alone, so the cost follows the frame's
     area rather than its area times the classes.
     """
+    return sticky_labels(grid, width, height, out_width, out_height)[0]
+
+
+def sticky_labels(grid: ScoreGrid, width: int, height: int, out_width: int | None = None,
+                  out_height: int | None = None, priors: Sequence[np.ndarray] = (),
+                  bonus: float = 0.0) -> list[np.ndarray]:
+    """`labels_from_scores`'s ids, then for each of `priors` (out-raster label maps) the ids
+    again with `bonus` added to the log-probability of the class the prior names at each
+    pixel: where two classes are nearly tied the prior's wins, elsewhere the scores decide as
+    before: the prior's class wins where its own log-probability plus the bonus beats the
+    best one. That is only read where the prior and the ids differ (mostly along
+    boundaries), at those pixels alone."""
     out_width, out_height = out_width or width, out_height or height
     sx, sy = width / out_width, height / out_height
     matrix = _to_grid(grid, 0.5 * sx - 0.5, 0.5 * sy - 0.5, sx, sy)
@@ -137,7 +150,32 @@ def labels_from_scores(grid: ScoreGrid, width: int, height: int,
         wins = plane > best[window]
         ids[window][wins] = c
         np.maximum(best[window], plane, out=best[window])
-    return ids
+    leaning = []
+    for prior in priors:
+        ys, xs = np.nonzero(prior != ids)
+        classes = prior[ys, xs]
+        score = _bilinear_at(log_probs, matrix, xs, ys, classes) + np.float32(bonus)
+        take = score > best[ys, xs]
+        out = ids.copy()
+        out[ys[take], xs[take]] = classes[take]
+        leaning.append(out)
+    return [ids, *leaning]
+
+
+def _bilinear_at(values: np.ndarray, matrix: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+                 channels: np.ndarray) -> np.ndarray:
+    """values[..., channel] at out pixels (xs, ys) mapped by `matrix` onto the grid, bilinear
+    with borders replicated (as `warp_affine`), one channel per pixel."""
+    height, width = values.shape[:2]
+    gx = np.clip(matrix[0, 0] * xs + matrix[0, 2], 0, width - 1).astype(np.float32)
+    gy = np.clip(matrix[1, 1] * ys + matrix[1, 2], 0, height - 1).astype(np.float32)
+    x0 = np.minimum(gx.astype(np.int64), max(width - 2, 0))
+    y0 = np.minimum(gy.astype(np.int64), max(height - 2, 0))
+    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+    fx, fy = gx - x0, gy - y0
+    top = values[y0, x0, channels] * (1 - fx) + values[y0, x1, channels] * fx
+    bottom = values[y1, x0, channels] * (1 - fx) + values[y1, x1, channels] * fx
+    return top * (1 - fy) + bottom * fy
 
 
 def _pixel_span(first: float, last: float, scale: float, shift: float, size: int) -> tuple[int, int]:

@@ -1,5 +1,5 @@
 """Dense optical flow between video frames, on small grey copies, and what is read from it:
-scene cuts, score grids warped from one frame onto another, and label flicker.
+scene cuts, score grids and label maps warped from one frame onto another, and label flicker.
 
 DIS (OpenCV) on grey frames 768 pixels wide costs 8-20 milliseconds a pair on one core,
 next to tens of milliseconds per model pass, and is deterministic on one OpenCV thread (as
@@ -7,6 +7,8 @@ next to tens of milliseconds per model pass, and is deterministic on one OpenCV 
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -106,6 +108,24 @@ def warp_grid(grid: ScoreGrid, flow: np.ndarray, width: int, height: int,
                        borderMode=cv2.BORDER_REPLICATE).reshape(grid_h, grid_w, -1)
              for i in range(0, channels, 128)]
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
+
+
+def warp_labels(previous: Sequence[np.ndarray], flow_to_previous: np.ndarray, width: int,
+                height: int) -> list[np.ndarray]:
+    """The previous frame's label maps (one raster, any size) warped onto this frame's
+    `width` x `height` raster, nearest: `flow_to_previous` (this frame -> the previous, in
+    small-grey pixels) resized to that raster."""
+    if not previous:
+        return []
+    flow_h, flow_w = flow_to_previous.shape[:2]
+    before_h, before_w = previous[0].shape[:2]
+    moved = cv2.resize(flow_to_previous, (width, height), interpolation=cv2.INTER_LINEAR)
+    xs = (np.arange(width, dtype=np.float32) + 0.5) * (before_w / width) - 0.5
+    ys = (np.arange(height, dtype=np.float32) + 0.5) * (before_h / height) - 0.5
+    map_x = xs[None, :] + moved[..., 0] * np.float32(before_w / flow_w)
+    map_y = ys[:, None] + moved[..., 1] * np.float32(before_h / flow_h)
+    return [cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+            for labels in previous]
 
 
 def flicker(labels: np.ndarray, previous: np.ndarray, flow_to_previous: np.ndarray) -> float:

@@ -13,6 +13,7 @@ from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.media import images, video
 from beam_seg.models.handler import FrameInput
+from beam_seg.pipeline import temporal
 from beam_seg.pipeline.records import FrameKey, UnitStatus, WorkUnit, planned_frame_indices
 
 
@@ -42,11 +43,11 @@ def plan_units(uri: str, cfg: RunConfig) -> list[WorkUnit]:
 
 
 def context_span(info: video.VideoInfo, seg: video.Segment, k: int, step: int) -> video.Segment:
-    """The frames a unit decodes when temporal fusion takes K neighbours on each side: K+1
-    processed frames before its range (the frame before its first needs its own
-    neighbours, for flicker) and K after, at --every-nth-frame spacing."""
+    """The frames a unit decodes when temporal fusion takes K neighbours on each side:
+    `temporal.frames_before(K)` processed frames before its range and K after, at
+    --every-nth-frame spacing."""
     first_kept = -(-seg.start // step)  # in --every-nth-frame steps: the first one at or after start
-    first = max(0, (first_kept - (k + 1)) * step)
+    first = max(0, (first_kept - temporal.frames_before(k)) * step)
     last = min(info.frame_count, seg.stop + k * step)
     ts = info.timestamps_s
     seek = 0.0 if first == 0 else info.seek_offset_s + (ts[first - 1] + ts[first]) / 2

@@ -2,16 +2,18 @@
 up to K frames before and after it (a weighted geometric mean, GEOMETRIC_FLOOR), warped onto
 it by optical flow on a grid twice as fine as its own, with weights that fall off with
 distance (a Gaussian of 1.1 frames), never across a scene cut, and never over a thin object
-the frame itself sees (PROTECTED_CLASSES).
-With --keyframes, frames scored by one pass take their detail from the
-key frames around them (`neighbour_weight`). docs/quality.md has the measurements.
+the frame itself sees (PROTECTED_CLASSES). Its labels then lean on the previous frame's where
+two classes are nearly tied (HYSTERESIS). With --keyframes, frames scored by one pass take
+their detail from the key frames around them (`neighbour_weight`). docs/quality.md has the
+measurements.
 
 A batch job sees the future, so it smooths both ways: on the clips of `make bench-quality`
-that cut the flow-compensated flicker to 0.39-0.72x without the lag of a causal filter. A work
-unit decodes K+1 frames before its range and K after (`decode.context_span`), and every
-quantity here depends only on the frames around it, so the label maps are the same bytes
-whatever --segment-frames is. Scores are held at their grid resolution, frames only until
-they are written: memory is bounded by 2K+2 frames per unit.
+fused scores cut the flow-compensated flicker to 0.39-0.72x of the frames' alone, and with
+the leaning labels to 0.29-0.59x. A work unit decodes `frames_before(K)` frames before its
+range and K after (`decode.context_span`), and every quantity here depends only on a bounded
+run of frames around it, so the label maps are the same bytes whatever --segment-frames is.
+Scores are held at their grid resolution, frames only until they are written: memory is
+bounded by the frames of that run, about 2K+5 per unit.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from beam_seg.media import flow
-from beam_seg.models.scoring import Segmentation, labels_of
+from beam_seg.media.pixels import resize_nearest
+from beam_seg.models.scoring import Segmentation
 from beam_seg.pipeline.records import FrameKey
-from beam_seg.scores import ScoreGrid, confidence, refined_log, softmax
+from beam_seg.scores import ScoreGrid, confidence, refined_log, softmax, sticky_labels
 
 
 @dataclass
@@ -37,6 +40,7 @@ class _Frame:
     size: tuple[int, int]  # source (width, height)
     cut_before: bool = False  # a scene cut between the previous decoded frame and this one
     labels: np.ndarray | None = None
+    chain: list[np.ndarray] | None = None  # what the next frame leans on (`_labels`)
     full: bool = True  # scored with the preset's full window set: a key frame (see --keyframes)
 
 
@@ -112,6 +116,30 @@ GEOMETRIC_FLOOR = 0.01
 PROTECTED_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider", "motorcycle", "bicycle")
 
 
+# Last, a frame's labels lean towards the previous frame's, warped onto it by flow: at each
+# pixel the class the previous frame gave it gets HYSTERESIS more log-probability (x1.35).
+# Where two classes are nearly tied, as along most boundaries, the pixel keeps the label it
+# had, so a boundary stops stepping back and forth by a pixel or two; where the frame is
+# sure, its own scores decide. Leaning on the previous frame's final labels would chain back
+# to the start of the video, and a work unit could not know them: so the chain is cut at
+# HYSTERESIS_DEPTH frames. A frame's labels at depth 0 are its fused scores' own; at depth d
+# they lean on the previous frame's at depth d-1; the frame's written labels are those at
+# depth HYSTERESIS_DEPTH (a unit decodes that many frames more before its range,
+# `frames_before`). Fused scores alone leave a 3-frame window at 0.72x of K=0's flicker on
+# the 1024x512 Cityscapes clip (thin objects and boundaries move by themselves); depth 1:
+# 0.64x at +0.004 mIoU, depth 2: 0.60x at +0.002, not lower on any clip set of
+# `make bench-quality` than depth 0. docs/quality.md.
+HYSTERESIS = 0.3
+HYSTERESIS_DEPTH = 3
+
+
+def frames_before(k: int) -> int:
+    """Context frames a unit decodes before its range: its first frame's labels lean on a
+    chain of HYSTERESIS_DEPTH frames before it, the first of which is fused with its own K
+    neighbours, and the frame before the first (for flicker) on one more."""
+    return k + HYSTERESIS_DEPTH + 1
+
+
 def protected_ids(names: Sequence[str]) -> tuple[int, ...]:
     """The ids of a label set's PROTECTED_CLASSES (none for label sets without them)."""
     return tuple(i for i, name in enumerate(names) if name in PROTECTED_CLASSES)
@@ -157,6 +185,7 @@ class TemporalFuser:
         self.protected = np.array(protected, np.int64)
         self.frames: list[_Frame] = []
         self.next = 0  # position in `frames` of the next frame to emit
+        self._own_seen = False  # a frame of the unit's own (not context) has been emitted
         self._flows: dict[tuple[int, int], np.ndarray] = {}
 
     def add(self, key: FrameKey, rgb: np.ndarray, seg: Segmentation,
@@ -193,12 +222,15 @@ class TemporalFuser:
     def _emit(self, t: int) -> list[FusedFrame]:
         frame = self.frames[t]
         self.next = t + 1
-        wanted = frame.rgb is not None or (t + 1 < len(self.frames) and self.frames[t + 1].rgb is not None)
+        # context frames before the unit's own are labelled: its first frame leans on a
+        # chain of them (HYSTERESIS_DEPTH), and so does the frame before it, for flicker
+        wanted = frame.rgb is not None or not self._own_seen
+        self._own_seen |= frame.rgb is not None
         out = []
-        if wanted:  # a context frame's labels only serve the next frame's flicker
+        if wanted:
             width, height = frame.size
             fused, sure = self._fuse(t, width, height)
-            frame.labels = labels_of(fused, width, height, frame.seg.raster)
+            frame.chain, frame.labels = self._labels(t, fused)
             if frame.rgb is not None:
                 previous = self.frames[t - 1] if t > 0 else None
                 shaky = None
@@ -207,6 +239,21 @@ class TemporalFuser:
                 out.append(FusedFrame(frame.key, frame.rgb, frame.labels, sure, shaky))
         self._forget(t)
         return out
+
+    def _labels(self, t: int, fused: ScoreGrid) -> tuple[list[np.ndarray], np.ndarray]:
+        """The frame's label maps at its label raster leaning on 0 .. HYSTERESIS_DEPTH-1
+        previous frames (what the next frame leans on), and its labels at source size, which
+        lean on HYSTERESIS_DEPTH of them (none at K=0: frames alone, or after a cut)."""
+        frame = self.frames[t]
+        width, height = frame.size
+        out_w, out_h = min(frame.seg.raster[0], width), min(frame.seg.raster[1], height)
+        previous = self.frames[t - 1] if t > 0 else None
+        priors = []
+        if self.k and previous is not None and previous.chain is not None and not frame.cut_before:
+            priors = flow.warp_labels(previous.chain, self._flow_between(t, t - 1), out_w, out_h)
+        maps = sticky_labels(fused, width, height, out_w, out_h, priors, HYSTERESIS)
+        maps += [maps[-1]] * (HYSTERESIS_DEPTH + 1 - len(maps))  # no previous frame: its own
+        return maps[:HYSTERESIS_DEPTH], resize_nearest(maps[HYSTERESIS_DEPTH], width, height)
 
     def _fuse(self, t: int, width: int, height: int) -> tuple[ScoreGrid, float]:
         """The frame's probabilities and its neighbours', warped onto it and each weighted per
@@ -261,6 +308,7 @@ class TemporalFuser:
         self.frames[t].rgb = None
         if t > 0:
             self.frames[t - 1].labels = None
+            self.frames[t - 1].chain = None
         old = t - max(self.k, 1)  # the last frame stays: the next one is checked for a cut against it
         if old >= 0:
             self.frames[old].seg = None

@@ -12,6 +12,7 @@ from PIL import Image
 from beam_seg import naming
 from beam_seg.labels import CITYSCAPES
 from beam_seg.media import video
+from beam_seg.pipeline import temporal
 
 from conftest import DATA, decode_all
 from pipeline_helpers import coverage, label_maps, segment
@@ -133,9 +134,13 @@ def test_every_nth_frame(tmp_path, capsys):
     assert [r["frame_index"] for r in rows] == [0, 4, 8, 12, 16, 20, 24, 28]
     source_frames = video.probe(str(AACHEN)).frame_count
     # 7-frame units of the 30 source frames keep 0 4 | 8 12 | 16 20 | 24 | 28; balanced fuses
-    # K=1 neighbour each side, so a unit also decodes the K+1 kept frames before it and the K
-    # after it: 1 + 3 + 3 + 3 + 2, counted apart
-    assert (f"8 segmented ({source_frames} decoded, and 12 more as temporal fusion's neighbours)"
+    # K=1 neighbour each side, so a unit also decodes `frames_before(1)` kept frames before
+    # it (as many as there are) and the K=1 after it, counted apart
+    units = [[0, 4], [8, 12], [16, 20], [24], [28]]
+    kept = [i for unit in units for i in unit]
+    context = sum(min(temporal.frames_before(1), kept.index(unit[0]))
+                  + min(1, len(kept) - 1 - kept.index(unit[-1])) for unit in units)
+    assert (f"8 segmented ({source_frames} decoded, and {context} more as temporal fusion's neighbours)"
             in capsys.readouterr().out)
     info = video.probe(str(tmp_path / "videos" / f"{naming.input_id(str(AACHEN))}.mp4"))
     assert info.frame_count == 8 and info.fps == Fraction(17, 4)

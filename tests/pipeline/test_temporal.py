@@ -18,7 +18,7 @@ from beam_seg.media.video import ffmpeg_exe
 from beam_seg.models.interface import Model
 from beam_seg.models.scoring import Segmentation, score_frames
 from beam_seg.pipeline.records import FrameKey, WorkUnit
-from beam_seg.pipeline.temporal import TemporalFuser, protected_ids
+from beam_seg.pipeline.temporal import HYSTERESIS_DEPTH, TemporalFuser, frames_before, protected_ids
 from beam_seg.pipeline.transforms import SegmentInputs
 from beam_seg.scores import ScoreGrid
 
@@ -88,9 +88,9 @@ def _noisy_grids(count: int, seed: int = 0) -> list[ScoreGrid]:
 
 def _fuse(frames, grids, k: int, start: int, stop: int, keyframes: int = 1,
           protected: tuple[int, ...] = ()) -> dict[int, tuple]:
-    """One work unit [start, stop) fed as the pipeline feeds it: K+1 context frames before, K
+    """One work unit [start, stop) fed as the pipeline feeds it: `frames_before(K)` context frames before, K
     after; with key frames, every `keyframes`th frame of the video is one."""
-    first = max(0, start - k - 1) if start else 0
+    first = max(0, start - frames_before(k)) if start else 0
     last = min(len(frames), stop + k)
     fuser = TemporalFuser(k, protected)
     out = []
@@ -275,3 +275,29 @@ def test_a_fused_frames_confidence_is_not_flattened_by_the_geometric_means_floor
     middle = {f.key.frame_index: f for f in out + fuser.flush()}[1]
     assert (middle.labels == 2).all()
     assert middle.confidence == pytest.approx(0.99, abs=0.005)
+
+
+def _fused_labels_of(grids: list[ScoreGrid], k: int = 1) -> list[np.ndarray]:
+    frames = scene(5, len(grids))
+    fuser, out = TemporalFuser(k, (5, 7)), []
+    for i, (rgb, grid) in enumerate(zip(frames, grids, strict=True)):
+        out += fuser.add(_key(i), rgb, Segmentation(None, grid, (160, 96)))
+    return [f.labels for f in sorted(out + fuser.flush(), key=lambda f: f.key.frame_index)]
+
+
+def test_a_near_tie_keeps_the_previous_frames_label_and_a_clear_change_is_taken_at_once():
+    # Frames 0-1 are sure of class 2; from frame 2 class 3 leads by a hair (0.47 against
+    # 0.45) for five frames, then frame 7 is sure of class 4. Fused, frame 2 still says 2
+    # (its neighbours do) and frame 3's own window (2, 3, 4) says 3 by a hair: it keeps
+    # frame 2's label, and so do the HYSTERESIS_DEPTH frames after frame 2, each leaning on a
+    # chain that reaches back to it. The hair is taken then; class 4 at once (away from the
+    # right edge, which the pan brings in new).
+    tie, sure = {3: 0.47, 2: 0.45}, 0.9
+    grids = [_grid({2: sure})] * 2 + [_grid(tie)] * 5 + [_grid({4: sure})] * 3
+    top = [np.bincount(frame[:, :-8].ravel()).argmax() for frame in _fused_labels_of(grids)]
+    late = 3 + HYSTERESIS_DEPTH
+    assert HYSTERESIS_DEPTH >= 1 and late < 7
+    assert top == [2] * late + [3] * (7 - late) + [4] * 3
+    # without leaning (K=0: frames alone) each frame takes its own lead at once
+    alone = [np.bincount(frame[:, :-8].ravel()).argmax() for frame in _fused_labels_of(grids, k=0)]
+    assert alone == [2] * 2 + [3] * 5 + [4] * 3
