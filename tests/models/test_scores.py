@@ -8,9 +8,10 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
+from beam_seg.media import flow
 from beam_seg.models.surgery import expose_logits
 from beam_seg.models.tiling import Preset, ScoreMerger, TilePlan, TileSettings
-from beam_seg.scores import ScoreGrid, hann, labels_from_scores
+from beam_seg.scores import ScoreGrid, hann, labels_from_scores, sticky_labels
 
 from conftest import DATA, MODELS
 
@@ -68,6 +69,39 @@ def test_labels_follow_bilinear_log_probabilities():
     labels = labels_from_scores(grid, 21, 11)
     margin = np.interp(np.arange(21), xs, np.log(p0) - np.log(1 - p0))
     assert (labels[5] == np.where(margin > 0, 0, 1)).all()
+
+
+def test_a_prior_wins_only_where_its_class_is_within_the_bonus_of_the_best():
+    # Two classes along a row: class 0 leads on the left, 1 on the right, the log-odds
+    # crossing zero in between. A prior that says 1 everywhere, with bonus b, moves the
+    # boundary left to where class 0 leads by less than b, and nowhere else.
+    xs = np.array([0.0, 10.0, 20.0])
+    p0 = np.array([0.9, 0.6, 0.05], np.float32)
+    probs = np.stack([p0, 1 - p0], -1)[None].repeat(2, 0)
+    grid = ScoreGrid(probs, 0.0, 0.0, 10.0, 10.0)
+    margin = np.interp(np.arange(21), xs, np.log(p0) - np.log(1 - p0))
+    ones, zeros = np.ones((11, 21), np.uint8), np.zeros((11, 21), np.uint8)
+    plain, leaning_1, leaning_0 = sticky_labels(grid, 21, 11, priors=[ones, zeros], bonus=0.5)
+    assert (plain == labels_from_scores(grid, 21, 11)).all()
+    assert (leaning_1[5] == np.where(margin > 0.5, 0, 1)).all()
+    assert (leaning_0[5] == np.where(margin > -0.5, 0, 1)).all()
+    assert (leaning_1 != plain).any() and (leaning_0 != plain).any()
+    assert (sticky_labels(grid, 21, 11, priors=[ones], bonus=0.0)[1] == plain).all()
+
+
+def test_label_maps_warp_by_flow_onto_any_raster():
+    labels = np.zeros((40, 60), np.uint8)
+    labels[:, 30:] = 7
+    still = np.zeros((10, 15, 2), np.float32)  # flow at a quarter of the labels' size
+    assert (flow.warp_labels([labels], still, 60, 40)[0] == labels).all()
+    # this frame's pixel x shows what the previous frame had at x + 2 flow pixels (8 labels)
+    moved = still.copy()
+    moved[..., 0] = 2.0
+    (shifted,) = flow.warp_labels([labels], moved, 60, 40)
+    assert (shifted[:, 22:] == 7).all() and (shifted[:, :22] == 0).all()
+    # onto a raster twice as fine: the same edge at twice the column
+    (finer,) = flow.warp_labels([labels], moved, 120, 80)
+    assert (finer[:, 44:] == 7).all() and (finer[:, :44] == 0).all()
 
 
 def test_presets_choose_their_scales_from_the_source_size():
