@@ -117,7 +117,7 @@ PROTECTED_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider",
 
 
 # Last, a frame's labels lean towards the previous frame's, warped onto it by flow: at each
-# pixel the class the previous frame gave it gets HYSTERESIS more log-probability (x1.35).
+# pixel the class the previous frame gave it gets HYSTERESIS more log-probability (x1.5).
 # Where two classes are nearly tied, as along most boundaries, the pixel keeps the label it
 # had, so a boundary stops stepping back and forth by a pixel or two; where the frame is
 # sure, its own scores decide. Leaning on the previous frame's final labels would chain back
@@ -125,11 +125,14 @@ PROTECTED_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider",
 # HYSTERESIS_DEPTH frames. A frame's labels at depth 0 are its fused scores' own; at depth d
 # they lean on the previous frame's at depth d-1; the frame's written labels are those at
 # depth HYSTERESIS_DEPTH (a unit decodes that many frames more before its range,
-# `frames_before`). Fused scores alone leave a 3-frame window at 0.72x of K=0's flicker on
-# the 1024x512 Cityscapes clip (thin objects and boundaries move by themselves); depth 1:
-# 0.64x at +0.004 mIoU, depth 2: 0.60x at +0.002, not lower on any clip set of
-# `make bench-quality` than depth 0. docs/quality.md.
-HYSTERESIS = 0.3
+# `frames_before`). Fused scores alone left `balanced` K=1 at 0.72x of K=0's flicker on the
+# 1024x512 Cityscapes clip (thin objects and boundaries move by themselves); leaning at
+# depth 1, 2, 3, 6 (bonus 0.3): 0.64x, 0.60x, 0.59x, 0.59x, mIoU +0.002 to +0.004. Bonus 0.2 /
+# 0.3 / 0.4 at depth 3: 0.62x / 0.59x / 0.57x. 0.4 lowered flicker on every clip set of
+# `make bench-quality` (to 0.29-0.57x) and raised mIoU on all but the 16:9 crop of that clip
+# (-0.003 there), the default's key frames most (synthetic-bdd100k -0.002 -> +0.002 against
+# `--temporal 0`). docs/quality.md, "Labels that lean on the previous frame's".
+HYSTERESIS = 0.4
 HYSTERESIS_DEPTH = 3
 
 
