@@ -13,7 +13,7 @@ the leaning labels to 0.29-0.59x. A work unit decodes `frames_before(K)` frames 
 range and K after (`decode.context_span`), and every quantity here depends only on a bounded
 run of frames around it, so the label maps are the same bytes whatever --segment-frames is.
 Scores are held at their grid resolution, frames only until they are written: memory is
-bounded by the frames of that run, about 2K+5 per unit.
+bounded by 2K+2 frames per unit, and the previous frame's HYSTERESIS_DEPTH label maps.
 """
 
 from __future__ import annotations
