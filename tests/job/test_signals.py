@@ -148,7 +148,10 @@ def test_ctrl_c_in_a_terminal_stops_the_run(stills, tiny_model, tmp_path):
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    return make_index_video(tmp_path_factory.mktemp("clip") / "clip.mp4", 240, width=320, height=192)
+    # 24 units of 20 frames: after the second unit the run has several seconds of work left,
+    # more than a stop takes on a loaded machine (with 12 units a CI run once finished every
+    # unit before its SIGINT took effect, and the re-run below had nothing left to do)
+    return make_index_video(tmp_path_factory.mktemp("clip") / "clip.mp4", 480, width=320, height=192)
 
 
 VIDEO_ARGS = ("--segment-frames", "20")
@@ -174,6 +177,7 @@ def test_sigint_stops_a_video_run_and_a_rerun_with_sigint_ignored_ends_like_a_cl
     # Started with SIGINT ignored (nohup, a script's background job): the whole run ignores
     # a SIGINT to its group, ffmpeg children included, and ends as a clean run does.
     kept = _segments(out)
+    assert kept < 24, "the run finished every unit before the SIGINT took effect"
     rerun = Run([clip], out, tiny_model, tmp_path / "tmp2", *VIDEO_ARGS, ignore_sigint=True)
     rerun.wait_until(lambda: _segments(out) > kept)
     os.killpg(rerun.proc.pid, signal.SIGINT)
