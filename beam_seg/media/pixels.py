@@ -20,6 +20,20 @@ cv2.setNumThreads(1)
 FLOAT32_EXACT = 1 << 24
 
 
+def darken_to_mean(rgb: np.ndarray, mean: float | None) -> np.ndarray:
+    """The frame scaled so that its mean grey level is `mean` if it is brighter than that
+    (None, or a frame at or below it: the frame itself). For models that learnt from darker
+    frames than the footage (`catalog.CITYSCAPES_MEAN_GREY`): scaling keeps colours' ratios
+    and the frame's contrast in proportion, and one factor per frame keeps windows of it
+    consistent."""
+    if mean is None:
+        return rgb
+    level = float(cv2.mean(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY))[0])
+    if level <= mean:
+        return rgb
+    return cv2.convertScaleAbs(rgb, alpha=mean / level)
+
+
 def resize_linear(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     """Bilinear resize of an HxWx3 frame.
 

@@ -59,6 +59,7 @@ class ModelInfo:
     num_classes: int
     align_corners: bool = True  # score grid point j sits on input pixel j*(in-1)/(out-1)
     score_size: tuple[int, int] | None = None
+    exposure_mean: float | None = None  # frames brighter than this are darkened to it first
 
 
 class Model:
@@ -71,6 +72,7 @@ class Model:
     num_classes: int = 256  # the label set's size (see load_model); ids models vote over it
     align_corners: bool = True
     score_size: tuple[int, int] | None = None  # (height, width) of the scores, when known unrun
+    exposure_mean: float | None = None  # set by `load_model` from the registry
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -79,4 +81,4 @@ class Model:
         """The model's facts through a method call: with Beam's `model_copies`/`large_model`,
         RunInference hands out a cross-process proxy that forwards methods, not attributes."""
         return ModelInfo(self.name, self.input_spec, self.outputs_logits, self.num_classes,
-                         self.align_corners, self.score_size)
+                         self.align_corners, self.score_size, self.exposure_mean)

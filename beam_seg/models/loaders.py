@@ -235,6 +235,13 @@ def load_model(resolved: ResolvedModel, num_threads: int | None = None, instance
     and ONNX; TensorFlow functions are thread-safe and schedule their own threads.
     `num_classes` is the label set's size, which an ids-only model's window votes are counted
     over. `providers` and `io_override` (over the model's description) apply to ONNX."""
+    model = _load(resolved, num_threads, instances, num_classes, providers, io_override)
+    model.exposure_mean = resolved.exposure_mean
+    return model
+
+
+def _load(resolved: ResolvedModel, num_threads: int | None, instances: int, num_classes: int,
+          providers: tuple[str, ...], io_override: dict | None) -> Model:
     if resolved.format == "onnx":
         from beam_seg.models.onnx_runtime import load_onnx
 

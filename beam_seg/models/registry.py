@@ -43,6 +43,7 @@ class ResolvedModel:
     format: str
     labels: str | None  # built-in label set name or a label-file path; None = unknown
     io: dict | None = None  # an ONNX model's tensors: the registry's, or its sidecar file's
+    exposure_mean: float | None = None  # the registry's (`ModelSpec.exposure_mean`)
 
 
 def cache_dir() -> str:
@@ -241,7 +242,7 @@ def resolve(model: str, labels: str | None = None) -> ResolvedModel:
         label_set = labels or spec.labels
         if labels is None and spec.labels not in ("cityscapes", "pascal"):
             label_set = _find_or_fetch(spec.labels, spec.labels_url, spec.labels_sha256)
-        return ResolvedModel(spec.name, path, spec.format, label_set, spec.io)
+        return ResolvedModel(spec.name, path, spec.format, label_set, spec.io, spec.exposure_mean)
     if _is_url(model):
         fmt = detect_format(model.split("?")[0])
         key = hashlib.sha256(model.encode()).hexdigest()[:16]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from beam_seg.media.pixels import resize_linear, resize_nearest
+from beam_seg.media.pixels import darken_to_mean, resize_linear, resize_nearest
 from beam_seg.models import Model
 from beam_seg.models.anysize import SizePreset, score_any_size
 from beam_seg.models.interface import ModelInfo
@@ -188,6 +188,7 @@ def score_frames(model: Model, frames: Sequence[np.ndarray],
     """Segmentations of a batch of RGB frames of any sizes. With `labels=False`, models
     with scores leave the label maps to the caller (temporal fusion makes them later)."""
     info = model.describe()
+    frames = [darken_to_mean(frame, info.exposure_mean) for frame in frames]
     if not info.outputs_logits:
         return [Segmentation(ids, None, (ids.shape[1], ids.shape[0]))
                 for ids in _segment_ids(model, frames, settings, info)]

@@ -1,5 +1,6 @@
 """The per-pixel primitives every frame goes through, against their plain-numpy meaning."""
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -84,3 +85,35 @@ def test_label_png_is_a_valid_palette_png_with_exact_ids(size):
     np.testing.assert_array_equal(read_label_png(data), ids)
     shown = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(shown[..., ::-1], CITYSCAPES.palette[ids])
+
+
+def test_frames_brighter_than_the_models_training_frames_are_darkened_to_their_mean():
+    rng = np.random.default_rng(3)
+    bright = rng.integers(100, 181, (48, 64, 3), dtype=np.uint8)  # mean grey about 140
+    out = pixels.darken_to_mean(bright, 70.0)
+    grey = cv2.cvtColor(out, cv2.COLOR_RGB2GRAY)
+    assert abs(float(grey.mean()) - 70.0) < 1.0
+    # one factor for the whole frame: colours keep their ratios (within rounding)
+    ratio = out.astype(np.float32) / bright
+    assert ratio.max() - ratio.min() < 0.02
+    dark = (bright // 3).astype(np.uint8)  # mean grey about 47: left alone, never brightened
+    assert pixels.darken_to_mean(dark, 70.0) is dark
+    assert pixels.darken_to_mean(bright, None) is bright
+
+
+def test_the_model_sees_the_darkened_frame_and_the_overlay_keeps_the_original():
+    from fakes import FakeScoresModel
+
+    from beam_seg.models.scoring import score_frames
+
+    seen = []
+    model = FakeScoresModel()
+    predict = model.predict
+    model.predict = lambda batch: seen.append(batch.copy()) or predict(batch)
+    bright = np.full((65, 65, 3), 140, np.uint8)
+    score_frames(model, [bright])
+    model.exposure_mean = 70.0
+    score_frames(model, [bright])
+    plain, darkened = (float(batch.mean()) for batch in seen)
+    assert plain == 140.0 and darkened == 70.0
+    assert bright.mean() == 140.0  # the caller's frame (what overlays are drawn on) is untouched
