@@ -42,13 +42,14 @@ class Calibration:
 
 
 # Measured by benchmarks/domain_calibration.py on 2026-12-05 (docs/out-of-domain.md has the
-# figures): each threshold sits between every full-size Cityscapes input and the mean of each
-# US set (bdd100k, dashcam stills, udacity clip), 0.020 (fast), 0.054 and 0.041 from both
-# (balanced and high measured again after their presets and fusion changed).
+# figures), again after frames brighter than Cityscapes' began to be darkened before
+# inference (`ModelSpec.exposure_mean`): each threshold sits between every full-size
+# Cityscapes input and the mean of each US set (bdd100k, dashcam stills, udacity clip),
+# 0.015 (fast), 0.044 (balanced) and 0.041 (high) from both.
 CALIBRATIONS: dict[str, Calibration] = {
     "cityscapes-edgetpu-slim": Calibration(
-        "Cityscapes", in_domain={"fast": 0.949, "balanced": 0.958, "high": 0.941},
-        threshold={"fast": 0.90, "balanced": 0.88, "high": 0.87},
+        "Cityscapes", in_domain={"fast": 0.949, "balanced": 0.957, "high": 0.941},
+        threshold={"fast": 0.90, "balanced": 0.88, "high": 0.88},
         alternative=STRONGER_CITYSCAPES_MODEL),
 }
 
