@@ -256,7 +256,18 @@ def resolve(model: str, labels: str | None = None) -> ResolvedModel:
         fmt = detect_format(model)
         path = _local_model_copy(model, fmt)
     name = posixpath.basename(model.rstrip("/"))
-    return ResolvedModel(name, path, fmt, labels, read_sidecar(model) if fmt == "onnx" else None)
+    return ResolvedModel(name, path, fmt, labels, read_sidecar(model) if fmt == "onnx" else None,
+                         _exposure_of_same_file(path))
+
+
+def _exposure_of_same_file(path: str) -> float | None:
+    """A model file given by path or URI that is a registry model's published file (the same
+    sha256) is that model, and its frames are darkened as the registry's are
+    (`ModelSpec.exposure_mean`); any other file's are not."""
+    if not os.path.isfile(path):
+        return None
+    twins = {spec.sha256: spec.exposure_mean for spec in REGISTRY.values() if spec.sha256}
+    return twins.get(sha256_of(path)) if twins else None
 
 
 SIDECAR_SUFFIX = ".json"

@@ -36,9 +36,12 @@ from pipeline_helpers import segment
 
 UDACITY = DATA / "videos" / "udacity_solidWhiteRight.mp4"
 AACHEN_SEQ = DATA / "videos" / "cityscapes_aachen_seq0001_512x256_17fps.mp4"
-PEOPLE = DATA / "images" / "dashcam" / "vehicle_test2.jpg"  # a pedestrian covers ~4%
+# pedestrians cover 0.66% of it (ground truth); no dashcam still here has any (the
+# "pedestrian" once seen in vehicle_test2.jpg was the model calling a sunlit hill person)
+PEOPLE = DATA / "cityscapes" / "train" / "aachen" / "aachen_000004_000019_leftImg8bit.png"
 LANES = DATA / "images" / "dashcam" / "lanes_solidWhiteCurve.jpg"
-INPUTS = [UDACITY, AACHEN_SEQ, PEOPLE, LANES]
+AHEAD = DATA / "images" / "dashcam" / "vehicle_test3.jpg"  # a car ahead in the right lane
+INPUTS = [UDACITY, AACHEN_SEQ, PEOPLE, LANES, AHEAD]
 VIDEOS = [UDACITY, AACHEN_SEQ]
 FRANKFURT_DIR = DATA / "cityscapes" / "val" / "frankfurt"
 DOCS = ROOT / "docs" / "analytics.md"
@@ -389,8 +392,8 @@ def test_docs_duckdb_queries_run_on_a_real_output(run):
         {(_iid(UDACITY), 0, 45), (_iid(AACHEN_SEQ), 0, 6)}
     assert all(0.1 < r["road"] < 0.9 for r in per_minute)
 
-    people = results["frames where person covers more than 1%"]
-    assert all(r["person"] > 0.01 for r in people)
+    people = results["frames where person covers more than 0.5%"]
+    assert all(r["person"] > 0.005 for r in people)
     assert _iid(PEOPLE) in {r["input_id"] for r in people}
 
     top = results["top classes per input"]

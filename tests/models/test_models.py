@@ -28,6 +28,17 @@ def test_registry_name_resolves_through_the_offline_mirror():
     assert resolved.labels == "cityscapes"
 
 
+def test_a_copy_of_a_registry_file_is_darkened_as_the_registry_model_and_other_files_are_not(
+        tmp_path, tiny_model):
+    registry = resolve(DEFAULT_MODEL)
+    assert registry.exposure_mean == REGISTRY[DEFAULT_MODEL].exposure_mean is not None
+    copy = tmp_path / "my_model.tflite"
+    copy.write_bytes(Path(registry.path).read_bytes())
+    assert resolve(str(copy), "cityscapes").exposure_mean == registry.exposure_mean
+    assert resolve(tiny_model[1], "cityscapes").exposure_mean is None  # another file: its own model
+    assert REGISTRY["pascal-mnv2-quant"].exposure_mean is None  # not trained on Cityscapes
+
+
 def test_downloads_and_cache_copies_are_verified_by_checksum(monkeypatch, tmp_path):
     """Without a mirror, a model comes from the cache or its URL, and only with the right sha256.
 
