@@ -75,8 +75,8 @@ def test_working_sizes_follow_the_source_and_the_rule():
     assert preset.sizes(256, 128, 32)[0] == (1024, 512)  # small frames enlarged
     assert preset.sizes(4096, 2048, 32)[0] == (2048, 1024)  # large ones shrunk
     assert all(w % 32 == 0 and h % 32 == 0 for w, h in preset.sizes(1224, 370, 32))
-    wide = SizePreset(scales=(1.0, 1.5), wide_max_scale=1.25)
-    assert wide.sizes(1224, 370, 32) == [(1696, 512)]  # 3.3:1: no 1.5 pass
+    wide = SizePreset(scales=(1.0, 1.5), wide_scales=(1.0,))
+    assert wide.sizes(1224, 370, 32) == [(1696, 512)]  # 3.3:1: only the wide scales
     assert wide.sizes(1280, 720, 32) == [(1280, 704), (1920, 1088)]
 
 
