@@ -26,8 +26,8 @@ def darken_to_mean(rgb: np.ndarray, mean: float | None) -> np.ndarray:
     frames than the footage (`catalog.CITYSCAPES_MEAN_GREY`): scaling keeps colours' ratios
     and the frame's contrast in proportion, and one factor per frame keeps windows of it
     consistent."""
-    if mean is None:
-        return rgb
+    if mean is None or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        return rgb  # frames reach the models as HxWx3 uint8 RGB (`images.decode_image`)
     level = float(cv2.mean(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY))[0])
     if level <= mean:
         return rgb

@@ -99,6 +99,8 @@ def test_frames_brighter_than_the_models_training_frames_are_darkened_to_their_m
     dark = (bright // 3).astype(np.uint8)  # mean grey about 47: left alone, never brightened
     assert pixels.darken_to_mean(dark, 70.0) is dark
     assert pixels.darken_to_mean(bright, None) is bright
+    grey = bright[..., 0]  # not a frame a model is given: left as it is, not an error
+    assert pixels.darken_to_mean(grey, 70.0) is grey
 
 
 def test_the_model_sees_the_darkened_frame_and_the_overlay_keeps_the_original():
