@@ -125,10 +125,9 @@ def sticky_labels(grid: ScoreGrid, width: int, height: int, out_width: int | Non
                   bonus: float = 0.0) -> list[np.ndarray]:
     """`labels_from_scores`'s ids, then for each of `priors` (out-raster label maps) the ids
     again with `bonus` added to the log-probability of the class the prior names at each
-    pixel: where two classes are nearly tied the prior's wins, elsewhere the scores decide as
-    before: the prior's class wins where its own log-probability plus the bonus beats the
-    best one. That is only read where the prior and the ids differ (mostly along
-    boundaries), at those pixels alone."""
+    pixel: the prior's class wins where its log-probability plus the bonus beats the best
+    one (near ties, mostly along boundaries), elsewhere the scores decide as before. The
+    prior's log-probability is read only at the pixels where prior and ids differ."""
     out_width, out_height = out_width or width, out_height or height
     sx, sy = width / out_width, height / out_height
     matrix = _to_grid(grid, 0.5 * sx - 0.5, 0.5 * sy - 0.5, sx, sy)

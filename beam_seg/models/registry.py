@@ -267,7 +267,7 @@ def _exposure_of_same_file(path: str) -> float | None:
     if not os.path.isfile(path):
         return None
     twins = {spec.sha256: spec.exposure_mean for spec in REGISTRY.values() if spec.sha256}
-    return twins.get(sha256_of(path)) if twins else None
+    return twins.get(sha256_of(path))
 
 
 SIDECAR_SUFFIX = ".json"
