@@ -198,7 +198,11 @@ class Preset:
     `extra_rows`: (aspect, overlap) of further rows of windows at the model's own height,
     taken with the whole frame (frames up to `whole_max_aspect`): another look at the
     coarsest scale, stretched otherwise than the first row. `mirror_rows`: there, the rows
-    at the model's height also run mirrored (`flip`), finer scales not.
+    at the model's height also run mirrored (`flip`), finer scales not. `wide_native`: on
+    frames wider than `whole_max_aspect` and at least this many windows high, one scale
+    replaces the others: windows at the source's own resolution, not stretched, mirrored too
+    (0: never). DeepLab's Cityscapes models learnt at full resolution, and on 2:1 frames
+    that scale alone beat every mix with smaller ones (docs/quality.md).
     """
 
     heights: tuple[float, ...]
@@ -211,12 +215,16 @@ class Preset:
     overlaps: tuple[float, ...] = ()
     extra_rows: tuple[tuple[float, float], ...] = ()
     mirror_rows: bool = False
+    wide_native: float = 0.0
 
     def scales(self, width: int, height: int, window_width: int,
                window_height: int) -> list[TileSettings | None]:
         """The TileSettings of each working scale for this source; None is the whole frame."""
         if width <= window_width and height <= window_height:
             return [None]
+        wide = width / height > self.whole_max_aspect
+        if wide and self.wide_native and height >= self.wide_native * window_height:
+            return [TileSettings(scale=height / window_height, overlap=self.overlap, flip=True)]
         chosen: list[tuple[float, int]] = []
         for i, fraction in enumerate(self.heights):
             work = max(window_height, min(height, fraction * height)) if fraction else window_height
@@ -227,7 +235,7 @@ class Preset:
                          overlap=self.overlaps[i] if self.overlaps else self.overlap,
                          aspect=self.aspects[i] if self.aspects else self.aspect,
                          flip=self.flip) for h, i in chosen]
-        if width / height <= self.whole_max_aspect:
+        if not wide:
             # first, so that the last scale stays the largest (the one ids-only models vote at)
             scales[:0] = [None, *(TileSettings(scale=1.0, overlap=overlap, aspect=aspect, flip=self.flip)
                                   for aspect, overlap in self.extra_rows)]

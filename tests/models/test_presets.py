@@ -43,7 +43,7 @@ def default_model():
 
 
 # high: balanced's 4 windows at working height 513, then 768 and 1024 (8 + 15)
-@pytest.mark.parametrize("quality,most_windows", [("fast", 1), ("balanced", 4), ("high", 27)])
+@pytest.mark.parametrize("quality,most_windows", [("fast", 1), ("balanced", 4), ("high", 30)])
 def test_window_count_per_2048x1024_frame(default_model, quality, most_windows):
     frame = np.zeros((1024, 2048, 3), np.uint8)
     default_model.windows = 0

@@ -130,3 +130,23 @@ def test_extra_rows_and_their_mirrors_come_only_with_the_whole_frame():
     assert layout(1224, 370) == [(513, 1.33, False)]
     plain = Preset(heights=(0.0,), whole_max_aspect=1.8)
     assert [s and s.flip for s in plain.scales(1280, 720, 513, 513)] == [None, False]
+
+
+def test_wide_frames_tall_enough_take_only_their_own_resolution_mirrored():
+    """`wide_native`: a frame wider than `whole_max_aspect` and at least that many windows
+    high takes windows at its own resolution alone, not stretched and mirrored; a lower one
+    and a frame up to 16:9 keep the preset's scales."""
+    preset = Preset(heights=(0.0, 0.75, 1.0), aspects=(4 / 3, 1.0, 1.0), overlaps=(1 / 3, 0.25, 0.25),
+                    overlap=0.25, whole_max_aspect=1.8, min_gap=0.45, wide_native=1.1)
+
+    def layout(width, height):
+        return [None if s is None else (round(s.scale * 513), round(s.aspect, 2), s.overlap, s.flip)
+                for s in preset.scales(width, height, 513, 513)]
+
+    assert layout(2048, 1024) == [(1024, 1.0, 0.25, True)]
+    assert layout(1152, 576) == [(576, 1.0, 0.25, True)]
+    assert layout(1024, 512) == [(513, 1.33, 1 / 3, False)]  # under 1.1 windows high
+    assert layout(1224, 370) == [(513, 1.33, 1 / 3, False)]
+    assert layout(1920, 1080) == [None, (513, 1.33, 1 / 3, False), (810, 1.0, 0.25, False),
+                                  (1080, 1.0, 0.25, False)]  # 16:9: the mix, as without wide_native
+    assert Preset(heights=(0.0,), whole_max_aspect=1.8).scales(2048, 1024, 513, 513)[0].flip is False
