@@ -281,11 +281,11 @@ def test_a_fused_frames_confidence_is_not_flattened_by_the_geometric_means_floor
     assert middle.confidence == pytest.approx(0.99, abs=0.005)
 
 
-def _fused_labels_of(grids: list[ScoreGrid], k: int = 1) -> list[np.ndarray]:
+def _fused_labels_of(grids: list[ScoreGrid], k: int = 1, keyframes: int = 1) -> list[np.ndarray]:
     frames = scene(5, len(grids))
     fuser, out = TemporalFuser(k, (5, 7)), []
     for i, (rgb, grid) in enumerate(zip(frames, grids, strict=True)):
-        out += fuser.add(_key(i), rgb, Segmentation(None, grid, (160, 96)))
+        out += fuser.add(_key(i), rgb, Segmentation(None, grid, (160, 96)), i % keyframes == 0)
     return [f.labels for f in sorted(out + fuser.flush(), key=lambda f: f.key.frame_index)]
 
 
@@ -305,3 +305,17 @@ def test_a_near_tie_keeps_the_previous_frames_label_and_a_clear_change_is_taken_
     # without leaning (K=0: frames alone) each frame takes its own lead at once
     alone = [np.bincount(frame[:, :-8].ravel()).argmax() for frame in _fused_labels_of(grids, k=0)]
     assert alone == [2] * 2 + [3] * 5 + [4] * 3
+
+
+def test_a_key_frame_does_not_lean_on_the_one_pass_frame_before_it():
+    # --keyframes 2: frames 0, 2 and 4 are key frames. Frames 0 and 1 are sure of class 2;
+    # from frame 2 on class 3 leads by a hair. Key frame 2 has no neighbours to fuse (one-pass
+    # frames are nobody's neighbour) and does not lean on one-pass frame 1's label 2: it takes
+    # its own lead. One-pass frame 3 leans on key frame 2 as any frame leans on the one before.
+    tie, sure = {3: 0.47, 2: 0.45}, 0.9
+    grids = [_grid({2: sure})] * 2 + [_grid(tie)] * 3
+    top = [np.bincount(frame[:, :-8].ravel()).argmax() for frame in _fused_labels_of(grids, 1, keyframes=2)]
+    assert top == [2, 2, 3, 3, 3]
+    # every frame a key frame, the same scores: frame 2 leans on frame 1 and keeps class 2
+    leaning = [np.bincount(frame[:, :-8].ravel()).argmax() for frame in _fused_labels_of(grids, 1)]
+    assert leaning[2] == 2
