@@ -202,7 +202,8 @@ class Preset:
     frames wider than `whole_max_aspect` and at least this many windows high, one scale
     replaces the others: windows at the source's own resolution, not stretched, mirrored too
     (0: never). DeepLab's Cityscapes models learnt at full resolution, and on 2:1 frames
-    that scale alone beat every mix with smaller ones (docs/quality.md).
+    that scale alone, mirrored, beat every mix with smaller ones of up to 34 windows
+    (docs/quality.md).
     """
 
     heights: tuple[float, ...]

@@ -135,7 +135,7 @@ PROTECTED_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider",
 # A key frame does not lean on a one-pass frame before it (--keyframes): its own windows see
 # more than that frame's labels carry. Leaning there cost the key frame itself 0.01-0.024
 # mIoU on the real-motion Cityscapes clips; not leaning, the default's mIoU rose on every
-# clip set (averaged over the key frames' four phases: +0.001 to +0.010), for flicker
+# clip set (the mean over the key frames' four phases: +0.001 to +0.011), for flicker
 # 0.30x -> 0.35x of `--temporal 0`'s on synthetic-bdd100k and 0.51x -> 0.57x on the crop.
 HYSTERESIS = 0.4
 HYSTERESIS_DEPTH = 3

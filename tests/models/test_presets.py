@@ -42,7 +42,7 @@ def default_model():
     return CountingModel(load_model(resolve("cityscapes-edgetpu-slim")))
 
 
-# high: balanced's 4 windows at working height 513, then 768 and 1024 (8 + 15)
+# high on 2:1 frames: 15 windows at the source's own resolution (1024 high), each mirrored too
 @pytest.mark.parametrize("quality,most_windows", [("fast", 1), ("balanced", 4), ("high", 30)])
 def test_window_count_per_2048x1024_frame(default_model, quality, most_windows):
     frame = np.zeros((1024, 2048, 3), np.uint8)

@@ -309,13 +309,15 @@ def test_a_near_tie_keeps_the_previous_frames_label_and_a_clear_change_is_taken_
 
 def test_a_key_frame_does_not_lean_on_the_one_pass_frame_before_it():
     # --keyframes 2: frames 0, 2 and 4 are key frames. Frames 0 and 1 are sure of class 2;
-    # from frame 2 on class 3 leads by a hair. Key frame 2 has no neighbours to fuse (one-pass
-    # frames are nobody's neighbour) and does not lean on one-pass frame 1's label 2: it takes
-    # its own lead. One-pass frame 3 leans on key frame 2 as any frame leans on the one before.
-    tie, sure = {3: 0.47, 2: 0.45}, 0.9
-    grids = [_grid({2: sure})] * 2 + [_grid(tie)] * 3
+    # key frame 2 finds 3 ahead by a hair, frames 3 and 4 find 2 ahead by a hair. Key frame 2
+    # has no neighbours to fuse (one-pass frames are nobody's neighbour) and does not lean on
+    # one-pass frame 1's label 2: it takes its own lead, 3. One-pass frame 3 fuses key frames 2
+    # and 4 (mirror images) with its own hair for 2, and leans on key frame 2: 3. Key frame 4
+    # does not lean on frame 3: its own 2.
+    tie3, tie2, sure = {3: 0.47, 2: 0.45}, {2: 0.47, 3: 0.45}, 0.9
+    grids = [_grid({2: sure})] * 2 + [_grid(tie3)] + [_grid(tie2)] * 2
     top = [np.bincount(frame[:, :-8].ravel()).argmax() for frame in _fused_labels_of(grids, 1, keyframes=2)]
-    assert top == [2, 2, 3, 3, 3]
+    assert top == [2, 2, 3, 3, 2]
     # every frame a key frame, the same scores: frame 2 leans on frame 1 and keeps class 2
     leaning = [np.bincount(frame[:, :-8].ravel()).argmax() for frame in _fused_labels_of(grids, 1)]
     assert leaning[2] == 2
