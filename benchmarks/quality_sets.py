@@ -275,12 +275,13 @@ def measure(model: Callable[[], object], model_name: str, dataset: DataSet,
     frame, the default against `--temporal 0`: -0.070, -0.010, -0.011 and -0.134 by phase)."""
     confusion = np.zeros((classes, classes + 1), np.int64)
     seconds, frames_done, flickers = 0.0, 0, []
+    phases = keyframes if dataset.video else 1  # key frames are a video's: stills take `settings`
     for sequence in dataset.sequences:
         results = scores_of(model, model_name, settings, sequence)
         whole = (scores_of(model, model_name, InferenceSettings(settings.resize_mode, None), sequence)
-                 if keyframes > 1 else results)
+                 if phases > 1 else results)
         frames = sequence.frames() if dataset.video else []
-        for phase in range(keyframes if dataset.video else 1):
+        for phase in range(phases):
             chosen = [r if (i + phase) % keyframes == 0 else whole[i] for i, r in enumerate(results)]
             segs = [seg for seg, _, _ in chosen]
             seconds += sum(t for _, t, _ in chosen)
