@@ -66,7 +66,7 @@ _digests_lock = threading.Lock()
 
 
 def _cached_sha256(path: str) -> str:
-    """sha256 of a cache file, hashed once per process for each version of the file.
+    """sha256 of a local model file, hashed once per process for each version of the file.
 
     `resolve` runs in the launcher and in every DoFn's setup; re-hashing a large model
     each time would cost seconds for nothing.
@@ -263,11 +263,12 @@ def resolve(model: str, labels: str | None = None) -> ResolvedModel:
 def _exposure_of_same_file(path: str) -> float | None:
     """A model file given by path or URI that is a registry model's published file (the same
     sha256) is that model, and its frames are darkened as the registry's are
-    (`ModelSpec.exposure_mean`); any other file's are not."""
+    (`ModelSpec.exposure_mean`); any other file's are not. Hashed once per version of the
+    file (`_cached_sha256`): every DoFn's setup resolves the model again."""
     if not os.path.isfile(path):
         return None
     twins = {spec.sha256: spec.exposure_mean for spec in REGISTRY.values() if spec.sha256}
-    return twins.get(sha256_of(path))
+    return twins.get(_cached_sha256(path))
 
 
 SIDECAR_SUFFIX = ".json"

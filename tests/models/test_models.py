@@ -156,3 +156,22 @@ def test_interpreter_pool_keeps_to_a_quarter_of_the_memory():
     assert each > 500 << 20
     assert 1 <= model.instances < 64
     assert model.instances == 1 or model.instances * each <= memory_budget()
+
+
+def test_a_model_file_given_by_path_is_hashed_once_however_often_it_is_resolved(
+        tmp_path, tiny_model, monkeypatch):
+    """Every DoFn's setup resolves the model again: a large file must not be re-read each time,
+    but a new version of it must be."""
+    from beam_seg.models import registry
+
+    hashed = []
+    real = registry.sha256_of
+    monkeypatch.setattr(registry, "sha256_of", lambda path: hashed.append(path) or real(path))
+    model = tmp_path / "mine.tflite"
+    model.write_bytes(Path(tiny_model[1]).read_bytes())
+    for _ in range(3):
+        assert resolve(str(model), "cityscapes").exposure_mean is None
+    assert hashed.count(str(model)) == 1
+    model.write_bytes(Path(resolve(DEFAULT_MODEL).path).read_bytes())  # a new version: hashed again
+    assert resolve(str(model), "cityscapes").exposure_mean == REGISTRY[DEFAULT_MODEL].exposure_mean
+    assert hashed.count(str(model)) == 2
