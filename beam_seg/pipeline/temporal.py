@@ -42,6 +42,14 @@ class _Frame:
     labels: np.ndarray | None = None
     chain: list[np.ndarray] | None = None  # what the next frame leans on (`_labels`)
     full: bool = True  # scored with the preset's full window set: a key frame (see --keyframes)
+    log_scores: ScoreGrid | None = None  # seg.scores as log-probabilities, once it is a neighbour
+
+    def neighbour_scores(self) -> ScoreGrid:
+        """Its scores as they are warped onto a neighbour: log-probabilities, interpolated as
+        the frame's own are (see the comment above FUSION_REFINE)."""
+        if self.log_scores is None:
+            self.log_scores = refined_log(self.seg.scores, 1)
+        return self.log_scores
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,20 @@ WEIGHT_SIGMA_FRAMES = 1.1
 # `make bench-quality` fell from 0.584x to 0.575x of K=0's, its worst set -0.0002 mIoU
 # (with the arithmetic mean 1.3 was the most it took: 1.5 lost 0.0019).
 NEIGHBOUR_GAIN = 1.6
+
+
+# A neighbour's scores are warped onto the frame as log-probabilities, bilinear, then made
+# probabilities again: the interpolation the frame's own scores get (`refined_log`), and the
+# model's own resize of its logits. Warped as probabilities, bilinear, they came out flatter
+# between grid points than the frame's own, and a frame's own scores warped onto itself
+# with zero flow lost 0.023-0.030 mIoU (the annotated frames of clip-seq0000@1024 and its 16:9
+# crop, `balanced`); each neighbour's warped scores alone scored 0.01-0.03 higher as
+# log-probabilities. With fusion (`make bench-quality`, 2026-12-05 night), `balanced` K=1:
+# the 16:9 crop 0.570 -> 0.581 (`--temporal 0`: 0.595), clip-seq0000@1024 0.626 -> 0.630,
+# seq0000 0.634 -> 0.637, synthetic-aachen +0.002, -kitti +0.001, -bdd100k 0.000, seq0001
+# 0.497 -> 0.494 (`--temporal 0`: 0.462); the default's key frames: the crop +0.006,
+# synthetic-bdd100k -0.002; flicker lower on every clip set. docs/quality.md.
+# (`_Frame.neighbour_scores`)
 
 
 # Fusion runs on a grid this many times finer than the frame's score grid. On the coarse grid
@@ -296,7 +318,8 @@ class TemporalFuser:
             motion = self._flow_between(t, n)
             match = np.float32(prior) * flow.match_weights(
                 frame.grey, neighbour.grey, motion, own, width, height)
-            votes.append((flow.warp_grid(neighbour.seg.scores, motion, width, height, onto=own), match))
+            warped = flow.warp_grid(neighbour.neighbour_scores(), motion, width, height, onto=own)
+            votes.append((softmax(warped), match))
         if not votes:  # a key frame between one-pass frames, or alone in its scene
             alone = own.like(own_probs)
             return alone, confidence(alone)
@@ -322,5 +345,6 @@ class TemporalFuser:
         old = t - max(self.k, 1)  # the last frame stays: the next one is checked for a cut against it
         if old >= 0:
             self.frames[old].seg = None
+            self.frames[old].log_scores = None
             self.frames[old].grey = None
         self._flows = {pair: f for pair, f in self._flows.items() if min(pair) > old}
