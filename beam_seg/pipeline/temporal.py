@@ -9,9 +9,10 @@ measurements.
 
 A batch job sees the future, so it smooths both ways: on the clips of `make bench-quality`
 fused scores cut the flow-compensated flicker to 0.39-0.72x of the frames' alone, and with
-the leaning labels to 0.29-0.59x. A work unit decodes `frames_before(K)` frames before its
-range and K after (`decode.context_span`), and every quantity here depends only on a bounded
-run of frames around it, so the label maps are the same bytes whatever --segment-frames is.
+the leaning labels and neighbours warped as log-probabilities to 0.29-0.55x (`balanced`,
+K=1). A work unit decodes `frames_before(K)` frames before its range and K after
+(`decode.context_span`), and every quantity here depends only on a bounded run of frames
+around it, so the label maps are the same bytes whatever --segment-frames is.
 Scores are held at their grid resolution, frames only until they are written: memory is
 bounded by 2K+2 frames per unit, and the previous frame's HYSTERESIS_DEPTH label maps.
 """
