@@ -13,8 +13,9 @@ the leaning labels and neighbours warped as log-probabilities to 0.29-0.55x (`ba
 K=1). A work unit decodes `frames_before(K)` frames before its range and K after
 (`decode.context_span`), and every quantity here depends only on a bounded run of frames
 around it, so the label maps are the same bytes whatever --segment-frames is.
-Scores are held at their grid resolution, frames only until they are written: memory is
-bounded by 2K+2 frames per unit, and the previous frame's HYSTERESIS_DEPTH label maps.
+Scores are held at their grid resolution (twice for a frame that serves as a neighbour: as
+log-probabilities too), frames only until they are written: memory is bounded by 2K+2
+frames per unit, and the previous frame's HYSTERESIS_DEPTH label maps.
 """
 
 from __future__ import annotations
