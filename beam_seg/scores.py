@@ -83,13 +83,15 @@ def resample(grid: ScoreGrid, onto: ScoreGrid) -> np.ndarray:
     return warp_affine(grid.probs, _to_grid(grid, onto.x0, onto.y0, onto.dx, onto.dy), width, height)
 
 
-def refined_log(grid: ScoreGrid, factor: int) -> ScoreGrid:
-    """`grid`'s log-probabilities, bilinear, on a grid `factor` times finer over the same span
-    (the interpolation its label map makes anyway, so its labels do not change)."""
-    if factor == 1:
+def refined_log(grid: ScoreGrid, factor: int, points: ScoreGrid | None = None) -> ScoreGrid:
+    """`grid`'s log-probabilities, bilinear, at the points of `points` (default: `grid`
+    itself) with `factor` times as many between each two: the interpolation its label map
+    makes anyway, so its labels do not change."""
+    points = points or grid
+    if factor == 1 and points is grid:
         return grid.like(np.log(np.maximum(grid.probs, np.float32(1e-12))))
-    height, width = ((n - 1) * factor + 1 for n in grid.shape)
-    onto = ScoreGrid(grid.probs[:0, :0], grid.x0, grid.y0, grid.dx / factor, grid.dy / factor)
+    height, width = ((n - 1) * factor + 1 for n in points.shape)
+    onto = ScoreGrid(grid.probs[:0, :0], points.x0, points.y0, points.dx / factor, points.dy / factor)
     log_probs = np.log(np.maximum(grid.probs, np.float32(1e-12)))
     matrix = _to_grid(grid, onto.x0, onto.y0, onto.dx, onto.dy)
     return onto.like(warp_affine(log_probs, matrix, width, height))

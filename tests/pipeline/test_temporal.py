@@ -246,6 +246,28 @@ def test_on_a_still_scene_neighbours_that_agree_with_the_frame_leave_its_labels_
     np.testing.assert_array_equal(labels[k], labels[0])
 
 
+def test_a_frame_between_key_frames_is_fused_on_their_finer_grid(monkeypatch):
+    # --keyframes 2 on a still scene: key frames 0 and 2 have a fine grid (a point every 8
+    # pixels across) that sees a pole (class 5) in one column of points; one-pass frame 1 has
+    # a coarse grid (every 32), unsure between road and sidewalk. Fused on its own grid made
+    # twice as fine (every 16) the pole falls between points and is lost; on its
+    # key frames' grid it keeps the key frames' pole. (Leaning on the previous frame's labels,
+    # another step, is left out.)
+    monkeypatch.setattr(temporal, "HYSTERESIS", 0.0)
+    fine = _grid({0: 0.9}, shape=(7, 21))
+    fine = ScoreGrid(fine.probs, 0.0, 0.0, 8.0, 16.0)
+    fine.probs[:, 5] = _grid({5: 0.9}).probs[0, 0]  # x = 40: between the coarse grid's points
+    coarse = _grid({0: 0.5, 1: 0.4}, shape=(7, 6))
+    coarse = ScoreGrid(coarse.probs, 0.0, 0.0, 32.0, 16.0)
+    fuser, out = TemporalFuser(1, (5,)), []
+    for i, rgb in enumerate([texture(3)] * 3):
+        out += fuser.add(_key(i), rgb, Segmentation(None, fine if i != 1 else coarse, (160, 96)), i != 1)
+    labels = {f.key.frame_index: f.labels for f in out + fuser.flush()}
+    pole = (labels[0] == 5).sum()
+    assert pole > 0
+    assert abs(int((labels[1] == 5).sum()) - int(pole)) <= pole // 10
+
+
 def _fused_first_of(grids: list[ScoreGrid], protected: tuple[int, ...], key: bool = True) -> np.ndarray:
     """Frame 1's labels; `key`: whether it is a key frame (its neighbours always are)."""
     frames = scene(5, len(grids))
