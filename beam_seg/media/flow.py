@@ -83,13 +83,14 @@ def _at_grid(image: np.ndarray, grid: ScoreGrid, width: int, height: int):
 
 
 def match_weights(grey: np.ndarray, grey_neighbour: np.ndarray, flow: np.ndarray,
-                  grid: ScoreGrid, width: int, height: int) -> np.ndarray:
-    """How well the neighbour, warped by `flow`, matches this frame at each grid point (0..1]."""
+                  grid: ScoreGrid, width: int, height: int, sigma: float = MATCH_SIGMA) -> np.ndarray:
+    """How well the neighbour, warped by `flow`, matches this frame at each grid point (0..1]:
+    exp(-residual / sigma)."""
     map_x, map_y = _sample_points(flow)
     warped = cv2.remap(grey_neighbour, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     residual = cv2.GaussianBlur(cv2.absdiff(grey, warped).astype(np.float32), (0, 0), 2)
     at_grid = _at_grid(residual, grid, width, height)[0]
-    return np.exp(-at_grid / np.float32(MATCH_SIGMA))
+    return np.exp(-at_grid / np.float32(sigma))
 
 
 def warp_grid(grid: ScoreGrid, flow: np.ndarray, width: int, height: int,

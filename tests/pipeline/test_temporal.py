@@ -268,6 +268,30 @@ def test_a_frame_between_key_frames_is_fused_on_their_finer_grid(monkeypatch):
     assert abs(int((labels[1] == 5).sum()) - int(pole)) <= pole // 10
 
 
+def test_a_frame_between_key_frames_hears_them_only_where_their_warp_matches_closely(monkeypatch):
+    # --keyframes 2, a still scene, but the key frames 12 grey levels brighter than frame 1
+    # (flow cannot explain that: a residual of about 12 everywhere, under a scene cut's 15).
+    # Frame 1's one pass is sure of class 1; its key frames lean to class 0 (0.55 against
+    # 0.40), and win where they weigh more than 5.7 times the frame. Two key frames one frame
+    # away weigh 10.6 times the match: at KEY_MATCH_SIGMA (12) 3.9, and frame 1 keeps its own
+    # class; at the 25 that frames scored alike use, 6.5, and they would outvote it.
+    monkeypatch.setattr(temporal, "HYSTERESIS", 0.0)
+    base = (texture(3).astype(np.int16) * 200 // 255).astype(np.uint8)
+    frames = [base + 12, base, base + 12]
+
+    def middle() -> np.ndarray:
+        fuser, out = TemporalFuser(1, (5,)), []
+        for i, rgb in enumerate(frames):
+            grid = _grid({0: 0.55, 1: 0.40}) if i != 1 else _grid({1: 0.9, 0: 0.05})
+            out += fuser.add(_key(i), rgb, Segmentation(None, grid, (160, 96)), i != 1)
+        return {f.key.frame_index: f.labels for f in out + fuser.flush()}[1]
+
+    assert temporal.KEY_MATCH_SIGMA < flow.MATCH_SIGMA
+    assert (middle() == 1).mean() > 0.9
+    monkeypatch.setattr(temporal, "KEY_MATCH_SIGMA", flow.MATCH_SIGMA)
+    assert (middle() == 0).mean() > 0.9
+
+
 def _fused_first_of(grids: list[ScoreGrid], protected: tuple[int, ...], key: bool = True) -> np.ndarray:
     """Frame 1's labels; `key`: whether it is a key frame (its neighbours always are)."""
     frames = scene(5, len(grids))
