@@ -259,13 +259,11 @@ def test_a_frame_between_key_frames_is_fused_on_their_finer_grid(monkeypatch):
     fine.probs[:, 5] = _grid({5: 0.9}).probs[0, 0]  # x = 40: between the coarse grid's points
     coarse = _grid({0: 0.5, 1: 0.4}, shape=(7, 6))
     coarse = ScoreGrid(coarse.probs, 0.0, 0.0, 32.0, 16.0)
-    fuser, out = TemporalFuser(1, (5,)), []
-    for i, rgb in enumerate([texture(3)] * 3):
-        out += fuser.add(_key(i), rgb, Segmentation(None, fine if i != 1 else coarse, (160, 96)), i != 1)
-    labels = {f.key.frame_index: f.labels for f in out + fuser.flush()}
-    pole = (labels[0] == 5).sum()
+    still = [texture(3)] * 3
+    pole = (_fused_first_of([fine] * 3, (5,), frames=still) == 5).sum()  # had frame 1 been a key frame
     assert pole > 0
-    assert abs(int((labels[1] == 5).sum()) - int(pole)) <= pole // 10
+    between = _fused_first_of([fine, coarse, fine], (5,), key=False, frames=still)
+    assert abs(int((between == 5).sum()) - int(pole)) <= pole // 10
 
 
 def test_a_frame_between_key_frames_hears_them_only_where_their_warp_matches_closely(monkeypatch):
@@ -280,11 +278,8 @@ def test_a_frame_between_key_frames_hears_them_only_where_their_warp_matches_clo
     frames = [base + 12, base, base + 12]
 
     def middle() -> np.ndarray:
-        fuser, out = TemporalFuser(1, (5,)), []
-        for i, rgb in enumerate(frames):
-            grid = _grid({0: 0.55, 1: 0.40}) if i != 1 else _grid({1: 0.9, 0: 0.05})
-            out += fuser.add(_key(i), rgb, Segmentation(None, grid, (160, 96)), i != 1)
-        return {f.key.frame_index: f.labels for f in out + fuser.flush()}[1]
+        keys, own = _grid({0: 0.55, 1: 0.40}), _grid({1: 0.9, 0: 0.05})
+        return _fused_first_of([keys, own, keys], (5,), key=False, frames=frames)
 
     assert temporal.KEY_MATCH_SIGMA < flow.MATCH_SIGMA
     assert (middle() == 1).mean() > 0.9
@@ -292,9 +287,11 @@ def test_a_frame_between_key_frames_hears_them_only_where_their_warp_matches_clo
     assert (middle() == 0).mean() > 0.9
 
 
-def _fused_first_of(grids: list[ScoreGrid], protected: tuple[int, ...], key: bool = True) -> np.ndarray:
-    """Frame 1's labels; `key`: whether it is a key frame (its neighbours always are)."""
-    frames = scene(5, len(grids))
+def _fused_first_of(grids: list[ScoreGrid], protected: tuple[int, ...], key: bool = True,
+                    frames: list[np.ndarray] | None = None) -> np.ndarray:
+    """Frame 1's labels; `key`: whether it is a key frame (its neighbours always are);
+    `frames`: the pictures (default: a texture panning 2 pixels a frame)."""
+    frames = frames or scene(5, len(grids))
     fuser = TemporalFuser(1, protected)
     out = []
     for i, (rgb, grid) in enumerate(zip(frames, grids, strict=True)):
