@@ -312,9 +312,9 @@ class TemporalFuser:
         """The frame's probabilities and its neighbours', warped onto it and each weighted per
         grid point by how well its warp matches this frame, combined on a grid FUSION_REFINE
         times finer than the finest of theirs (for a frame between key frames, its key
-        frames': see the comment above FUSION_REFINE): a geometric mean between key frames (every frame
-        without --keyframes), an arithmetic one for a frame between key frames. Returns the
-        fused grid and the frame's confidence.
+        frames': see the comment above FUSION_REFINE): a geometric mean between key frames
+        (every frame without --keyframes), an arithmetic one for a frame between key frames.
+        Returns the fused grid and the frame's confidence.
 
         The confidence is always the arithmetic mean's: the geometric mean's floor flattens
         what every frame is sure of (0.99 everywhere comes out 0.85 with 19 classes), which
