@@ -215,9 +215,13 @@ def _run_and_wait(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
     _ = (pipeline
          | "Inputs" >> beam.Create(plan.inputs)
          | "SegmentInputs" >> SegmentInputs(cfg, handler))
-    result = pipeline.run()
-    if not runner.is_local(options):
-        log.info("waiting for the job to finish")
-    result.wait_until_finish()
-    return result
+
+    def run_to_the_end():
+        result = pipeline.run()
+        if not runner.is_local(options):
+            log.info("waiting for the job to finish")
+        result.wait_until_finish()
+        return result
+
+    return stop.run_beside_main_thread(run_to_the_end)
 
