@@ -76,6 +76,19 @@ def _stills(pairs: list[tuple[Path, Path]]) -> list[Sequence]:
                      {0: lambda truth=truth: _read(truth)}) for image, truth in pairs]
 
 
+def scaled_stills(pairs: list[tuple[Path, Path]], factor: float) -> list[Sequence]:
+    """Stills scaled up (bicubic) by `factor`, scored against their own ground truth (labels
+    are taken back to its size): the same scenes with objects at more pixels, as 1080p and
+    4K cameras give them, where a preset's scales chosen at 720p must still hold."""
+    out = []
+    for image, truth in pairs:
+        width, height = (round(side * factor) for side in Image.open(image).size)
+        out.append(Sequence(f"{image.name}@{width}x{height}", 1, (width, height), lambda image=image, size=(
+            width, height): [np.asarray(Image.open(image).convert("RGB").resize(size, Image.BICUBIC))],
+            {0: lambda truth=truth: _read(truth)}))
+    return out
+
+
 def still_pairs(name: str) -> list[tuple[Path, Path]]:
     """(picture, trainIds ground truth) of a shared still set."""
     if name == "bdd100k":
@@ -151,6 +164,10 @@ def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: in
         DataSet("kitti", "5 KITTI frames, 1224x370", _stills(still_pairs("kitti"))),
         DataSet("bdd100k", "16 US dashcam frames, 1280x720 (main dev set)", _stills(still_pairs("bdd100k"))),
         DataSet("cityscapes-val", "1 val frame, 256x128", _stills(still_pairs("cityscapes-val"))),
+        DataSet("bdd100k@4k", "the bdd100k frames scaled up 3x to 3840x2160",
+                scaled_stills(still_pairs("bdd100k"), 3)),
+        DataSet("kitti@2x", "the kitti frames scaled up 2x to 2448x740 (3.3:1)",
+                scaled_stills(still_pairs("kitti"), 2)),
         DataSet("clip-seq0001", "30 frames 512x256, frame 19 annotated (training scene)", [annotated_clip(
             videos / "cityscapes_aachen_seq0001_512x256_17fps.mp4",
             aachen / "aachen_000001_000019_gtFine_labelTrainIds.png")], video=True),

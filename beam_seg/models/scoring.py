@@ -53,22 +53,25 @@ QUALITY_PRESETS: dict[str, Preset | None] = {
     # 1280x720), plus the whole frame on frames up to 16:9 wide: on the US dashcam dev set
     # (bdd100k) 0.274 mIoU against 0.268 without it; 2:1 Cityscapes frames are left as they were
     "balanced": Preset(heights=(0.0,), overlap=1 / 3, aspect=4 / 3, whole_max_aspect=1.8),
-    # balanced's scales, plus windows at 3/4 and all of the source height where they are at
-    # least 0.45 window from the others; on frames up to 16:9 also a second row at the
-    # model's height, not stretched, and both rows at that height mirrored too (1280x720 and
-    # 960x540: 1 + 8 + 6 = 15 passes, 3x balanced). Chosen on the 16:9 dev sets
-    # (docs/quality.md, bootstrap over frames): the unstretched row took bdd100k 0.274 ->
-    # 0.278 and synthetic-bdd100k/-kitti/-aachen +0.007/+0.011/+0.012; mirroring +0.005 more
-    # on bdd100k. The source-height (720) scale is left out there: it gains person and rider
-    # but loses sidewalk, sky and road (bdd100k 0.284 -> 0.277 on top of this).
-    # Frames wider than 16:9 and at least 1.1 windows high (2:1 Cityscapes-like frames from
-    # 1152x576 up) take only windows at the source's own resolution, mirrored: 30 on
-    # 2048x1024, where they beat the mix of 513, 768 and 1024 (aachen stills 0.669 -> 0.703,
-    # the seq0000 clip's frame 0.659 -> 0.678), and at 1536 and 1280 wide likewise. Lower
-    # wide frames (1024x512, KITTI) keep balanced's row: mirroring it cost kitti 0.011
-    "high": Preset(heights=(0.0, 0.75, 1.0), overlap=0.25, aspect=1.0, whole_max_aspect=1.8,
-                   min_gap=0.45, aspects=(4 / 3, 1.0, 1.0), overlaps=(1 / 3, 0.25, 0.25),
-                   extra_rows=((1.0, 0.25),), mirror_rows=True, wide_native=1.1),
+    # balanced's row; on frames up to 16:9 also a second row at the model's height, not
+    # stretched, and both rows mirrored (at any size 1 + 8 + 6 = 15 passes, 3x balanced).
+    # Chosen on the 16:9 dev sets (docs/quality.md, bootstrap over frames): the unstretched
+    # row took bdd100k 0.274 -> 0.278 and synthetic-bdd100k/-kitti/-aachen +0.007/+0.011/
+    # +0.012; mirroring +0.005 more on bdd100k. No finer scale there: at 720 (1.4 windows)
+    # it gains person and rider but loses sidewalk, sky and road (bdd100k 0.284 -> 0.277);
+    # with windows at 3/4 and all of the source height, as high took on frames from about
+    # 1323x744 up, bdd100k scaled to 1920x1080 scored 0.308 and at 3840x2160 0.280 (below
+    # `fast`) against 0.327 and 0.327 without them, at 2.5x and 7x the passes.
+    # Frames wider than 16:9 up to 2.2:1 and at least 1.1 windows high (2:1 Cityscapes-like
+    # frames from 1152x576 up) take only windows at the source's own resolution (at most 4
+    # windows high, which bounds huge frames' cost), mirrored: 30 on 2048x1024, where they
+    # beat the mix of 513, 768 and 1024 (aachen stills 0.669 -> 0.703, the seq0000 clip's
+    # frame 0.659 -> 0.678), and at 1536 and 1280 wide likewise. Wider frames (KITTI at
+    # 3.3:1: scaled to 2448x740 that scale scored 0.306 against balanced's row 0.369) and
+    # lower wide frames (1024x512, KITTI) keep balanced's row: mirroring it cost kitti 0.011
+    "high": Preset(heights=(0.0,), overlap=0.25, aspect=1.0, whole_max_aspect=1.8,
+                   aspects=(4 / 3,), overlaps=(1 / 3,), extra_rows=((1.0, 0.25),), mirror_rows=True,
+                   wide_native=1.1, native_max_aspect=2.2, native_max_height=4.0),
 }
 
 

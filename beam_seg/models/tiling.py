@@ -91,8 +91,8 @@ def plan_tiles(width: int, height: int, window_width: int, window_height: int,
     stride_x = max(1, int(window_width * (1 - settings.overlap)))
     stride_y = max(1, int(window_height * (1 - settings.overlap)))
     count = (1 + math.ceil(max(0, work_width - window_width) / stride_x)) * \
-        (1 + math.ceil(max(0, work_height - window_height) / stride_y))
-    if count > MAX_WINDOWS:
+        (1 + math.ceil(max(0, work_height - window_height) / stride_y)) * (2 if settings.flip else 1)
+    if count > MAX_WINDOWS:  # a mirrored window is a pass of its own
         raise ValueError(f"a {width}x{height} frame would need {count} windows of "
                          f"{window_width}x{window_height} (limit {MAX_WINDOWS}); "
                          "use --quality fast or a smaller --tile-scale/--tile-aspect")
@@ -199,11 +199,13 @@ class Preset:
     taken with the whole frame (frames up to `whole_max_aspect`): another look at the
     coarsest scale, stretched otherwise than the first row. `mirror_rows`: there, the rows
     at the model's height also run mirrored (`flip`), finer scales not. `wide_native`: on
-    frames wider than `whole_max_aspect` and at least this many windows high, one scale
-    replaces the others: windows at the source's own resolution, not stretched, mirrored too
-    (0: never). DeepLab's Cityscapes models learnt at full resolution, and on 2:1 frames
-    that scale alone, mirrored, beat every mix with smaller ones of up to 34 windows
-    (docs/quality.md).
+    frames wider than `whole_max_aspect` but at most `native_max_aspect`, and at least this
+    many windows high, one scale replaces the others: windows at the source's own
+    resolution, not stretched, mirrored too (0: never), at most `native_max_height` windows
+    high (a bound on the cost of huge frames). DeepLab's Cityscapes models learnt at full
+    resolution, and on 2:1 frames that scale alone, mirrored, beat every mix with smaller
+    ones of up to 34 windows (docs/quality.md); on wider frames (KITTI's 3.3:1 at twice its
+    size) it lost to one row at the model's height.
     """
 
     heights: tuple[float, ...]
@@ -217,6 +219,8 @@ class Preset:
     extra_rows: tuple[tuple[float, float], ...] = ()
     mirror_rows: bool = False
     wide_native: float = 0.0
+    native_max_aspect: float = math.inf
+    native_max_height: float = math.inf
 
     def scales(self, width: int, height: int, window_width: int,
                window_height: int) -> list[TileSettings | None]:
@@ -224,8 +228,10 @@ class Preset:
         if width <= window_width and height <= window_height:
             return [None]
         wide = width / height > self.whole_max_aspect
-        if wide and self.wide_native and height >= self.wide_native * window_height:
-            return [TileSettings(scale=height / window_height, overlap=self.overlap, flip=True)]
+        if (wide and self.wide_native and height >= self.wide_native * window_height
+                and width / height <= self.native_max_aspect):
+            work = min(height, self.native_max_height * window_height)
+            return [TileSettings(scale=work / window_height, overlap=self.overlap, flip=True)]
         chosen: list[tuple[float, int]] = []
         for i, fraction in enumerate(self.heights):
             work = max(window_height, min(height, fraction * height)) if fraction else window_height

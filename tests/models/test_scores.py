@@ -3,14 +3,24 @@ labels from score grids, presets chosen from the source size."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 from PIL import Image
 
 from beam_seg.media import flow
+from beam_seg.models.scoring import QUALITY_PRESETS
 from beam_seg.models.surgery import expose_logits
-from beam_seg.models.tiling import Preset, ScoreMerger, TilePlan, TileSettings
+from beam_seg.models.tiling import (
+    MAX_WINDOWS,
+    Preset,
+    ScoreMerger,
+    TilePlan,
+    TileSettings,
+    plan_tiles,
+)
 from beam_seg.scores import ScoreGrid, hann, labels_from_scores, sticky_labels
 
 from conftest import DATA, MODELS
@@ -111,6 +121,40 @@ def test_presets_choose_their_scales_from_the_source_size():
     assert heights == {(2048, 1024): [513, 768, 1024], (1280, 720): [None, 513, 720],
                        (1224, 370): [513], (400, 300): [None]}
     assert all(isinstance(s, TileSettings) for s in high.scales(2048, 1024, 513, 513))
+
+
+def _passes(preset: Preset, width: int, height: int) -> int:
+    """Model calls a preset makes on one frame (plan_tiles refuses more than MAX_WINDOWS)."""
+    return sum(1 if s is None else plan_tiles(width, height, 513, 513, s, 16).count * (1 + s.flip)
+               for s in preset.scales(width, height, 513, 513))
+
+
+def test_high_does_not_grow_with_the_source_beyond_its_measured_scales():
+    """On frames up to 16:9, `high` at 1080p and 4K (and a 48 MP photo) takes what it takes at
+    720p: finer scales lost there (bdd100k scaled to 4K: 0.280, below `fast`, in 107 passes);
+    the source's own resolution only on frames up to 2.2:1 (2:1 Cityscapes-like), at most
+    4 windows high; wider frames keep `balanced`'s row (kitti scaled to 2448x740: 0.306
+    against 0.369). No preset refuses a frame the 80 MP pixel limit lets in at a sane shape."""
+    high, balanced = QUALITY_PRESETS["high"], QUALITY_PRESETS["balanced"]
+    at_720p = high.scales(1280, 720, 513, 513)
+    for size in [(1920, 1080), (3840, 2160), (4000, 3000), (8000, 6000)]:
+        assert [s and (s.scale, s.aspect, s.flip) for s in high.scales(*size, 513, 513)] == \
+            [s and (s.scale, s.aspect, s.flip) for s in at_720p], size
+    assert high.scales(2448, 740, 513, 513) == balanced.scales(2448, 740, 513, 513)
+    assert [round(s.scale * 513) for s in high.scales(2048, 1024, 513, 513)] == [1024]
+    assert [round(s.scale * 513) for s in high.scales(8192, 4096, 513, 513)] == [2052]
+    for size in [(8000, 6000), (12000, 6600), (12640, 6320), (20000, 4000), (40000, 2000)]:
+        assert all(_passes(preset, *size) <= MAX_WINDOWS for preset in QUALITY_PRESETS.values()
+                   if preset is not None), size
+    assert _passes(high, 3840, 2160) == _passes(high, 1280, 720) == 15
+
+
+def test_mirrored_windows_count_against_the_window_limit():
+    plain = TileSettings(scale=4000 / 513, overlap=0.25)
+    count = plan_tiles(6000, 4000, 513, 513, plain, 16).count
+    assert MAX_WINDOWS // 2 < count <= MAX_WINDOWS
+    with pytest.raises(ValueError, match=f"would need {2 * count} windows"):
+        plan_tiles(6000, 4000, 513, 513, replace(plain, flip=True), 16)
 
 
 def test_extra_rows_and_their_mirrors_come_only_with_the_whole_frame():
