@@ -142,9 +142,9 @@ class RunConfig:
     segment_frames: int = option(150, "frames per video work unit spread over workers",
                                  shapes_output=True, type=positive_int, metavar="N")
     quality: str | None = option(None, "fast: one pass; balanced: a few overlapping windows; "
-                                 "high: more windows at a higher scale (default: balanced for "
-                                 "videos, high for images)", shapes_output=True,
-                                 choices=tuple(QUALITY_PRESETS))
+                                 "high: more windows, mirrored (2:1 frames: at their own "
+                                 "resolution) (default: balanced for videos, high for images)",
+                                 shapes_output=True, choices=tuple(QUALITY_PRESETS))
     tile_scale: float | None = option(None, "sliding windows: working height in model-input "
                                       "heights (default: the preset's)", shapes_output=True,
                                       type=positive_float, metavar="S")

@@ -4,10 +4,14 @@ SavedModel, frozen graph, ONNX) whose labels follow a known rule."""
 
 from __future__ import annotations
 
+import signal
 import tarfile
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+from apache_beam.runners.runner import PipelineResult, PipelineRunner, PipelineState
 
 from beam_seg.models.handler import DeepLabModelHandler
 from beam_seg.models.interface import InputSpec, Model
@@ -236,3 +240,24 @@ def build_onnx_ids_only(directory: Path) -> Path:
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
         [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n", "h", "w"])], inits)
     return _onnx_save(graph, directory / "tiny_ids.onnx")
+
+
+class SignalSettingRunner(PipelineRunner):
+    """Submits as a portable runner's job server does (Flink, Spark, Prism): by setting a
+    SIGINT handler, which Python allows on the main thread only. The job is then done at
+    once, with no metrics. `threads`: the thread each submission ran in."""
+
+    threads: ClassVar[list[threading.Thread]] = []
+
+    def run_pipeline(self, pipeline, options) -> PipelineResult:
+        SignalSettingRunner.threads.append(threading.current_thread())
+        signal.signal(signal.SIGINT, signal.getsignal(signal.SIGINT))
+        return _DoneResult(PipelineState.DONE)
+
+
+class _DoneResult(PipelineResult):
+    def wait_until_finish(self, duration=None):
+        return self._state
+
+    def metrics(self):
+        raise NotImplementedError("no metrics on this runner")

@@ -215,11 +215,15 @@ def _run_and_wait(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
     _ = (pipeline
          | "Inputs" >> beam.Create(plan.inputs)
          | "SegmentInputs" >> SegmentInputs(cfg, handler))
-
-    def run_to_the_end():
+    if not runner.is_local(options):
+        # submitted from the main thread: a portable runner's job server sets signal handlers
         result = pipeline.run()
-        if not runner.is_local(options):
-            log.info("waiting for the job to finish")
+        log.info("waiting for the job to finish")
+        stop.run_beside_main_thread(result.wait_until_finish)
+        return result
+
+    def run_to_the_end():  # the DirectRunner's run() is the whole run
+        result = pipeline.run()
         result.wait_until_finish()
         return result
 

@@ -38,7 +38,7 @@ from beam_seg import storage
 from beam_seg.media import ffmpeg
 
 DRAIN_S = 5.0  # at most this long for the writes in flight to end
-HEAR_S = 0.1  # the main thread looks for a signal at least this often while a run goes on
+SIGNAL_POLL_S = 0.1  # the main thread looks for a signal at least this often while a run goes on
 
 T = TypeVar("T")
 
@@ -139,24 +139,25 @@ def stop_writes_on_signal(release: Callable[[], None], message: Callable[[int], 
 
 def run_beside_main_thread(work: Callable[[], T]) -> T:
     """`work()` in a thread of its own, while the main thread waits for it in steps of
-    HEAR_S, so that a stop signal is acted on within HEAR_S whichever thread the kernel gave
+    SIGNAL_POLL_S, so that a stop signal is acted on within SIGNAL_POLL_S whichever thread the kernel gave
     it to. When the main thread itself waited on the DirectRunner's bundle, a Ctrl-C that
     landed on another thread (about 1 in 35) was heard only when the bundle ended: 15 s later
     in a test, at the end of the run. Outside the main thread, `work()` runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         return work()
-    outcome: dict[str, object] = {}
+    values: list[T] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            outcome["value"] = work()
+            values.append(work())
         except BaseException as exc:  # handed to the main thread as it is
-            outcome["error"] = exc
+            errors.append(exc)
 
     thread = threading.Thread(target=target, name="beam-seg-run", daemon=True)
     thread.start()
     while thread.is_alive():
-        thread.join(HEAR_S)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+        thread.join(SIGNAL_POLL_S)
+    if errors:
+        raise errors[0]
+    return values[0]

@@ -54,7 +54,7 @@ QUALITY_PRESETS: dict[str, Preset | None] = {
     # (bdd100k) 0.274 mIoU against 0.268 without it; 2:1 Cityscapes frames are left as they were
     "balanced": Preset(heights=(0.0,), overlap=1 / 3, aspect=4 / 3, whole_max_aspect=1.8),
     # balanced's row; on frames up to 16:9 also a second row at the model's height, not
-    # stretched, and both rows mirrored (at any size 1 + 8 + 6 = 15 passes, 3x balanced).
+    # stretched, and both rows mirrored (16:9 at any size: 1 + 8 + 6 = 15 passes, 3x balanced).
     # Chosen on the 16:9 dev sets (docs/quality.md, bootstrap over frames): the unstretched
     # row took bdd100k 0.274 -> 0.278 and synthetic-bdd100k/-kitti/-aachen +0.007/+0.011/
     # +0.012; mirroring +0.005 more on bdd100k. No finer scale there: at 720 (1.4 windows)
@@ -67,8 +67,9 @@ QUALITY_PRESETS: dict[str, Preset | None] = {
     # windows high, which bounds huge frames' cost), mirrored: 30 on 2048x1024, where they
     # beat the mix of 513, 768 and 1024 (aachen stills 0.669 -> 0.703, the seq0000 clip's
     # frame 0.659 -> 0.678), and at 1536 and 1280 wide likewise. Wider frames (KITTI at
-    # 3.3:1: scaled to 2448x740 that scale scored 0.306 against balanced's row 0.369) and
-    # lower wide frames (1024x512, KITTI) keep balanced's row: mirroring it cost kitti 0.011
+    # 3.3:1: scaled to 2448x740 that scale scored 0.306 against balanced's row 0.369; 2.2
+    # lies between the shapes measured) and lower wide frames (1024x512, KITTI) keep
+    # balanced's row: mirroring it cost kitti 0.011
     "high": Preset(heights=(0.0,), overlap=0.25, aspect=1.0, whole_max_aspect=1.8,
                    aspects=(4 / 3,), overlaps=(1 / 3,), extra_rows=((1.0, 0.25),), mirror_rows=True,
                    wide_native=1.1, native_max_aspect=2.2, native_max_height=4.0),

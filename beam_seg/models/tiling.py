@@ -56,14 +56,22 @@ class TilePlan:
         return len(self.origins)
 
 
+def _window_count(length: int, window: int, overlap: float, step: int = 1) -> int:
+    """How many windows `_positions` places along `length` (counted without placing them:
+    a frame refused for too many windows may need millions)."""
+    if length <= window:
+        return 1
+    stride_max = max(1, int(window * (1 - overlap)) // step)
+    return 1 + math.ceil((length - window) // step / stride_max)
+
+
 def _positions(length: int, window: int, overlap: float, step: int = 1) -> list[int]:
     """Evenly spread window starts covering [0, length) with at least `overlap` x window
     shared, on multiples of `step` (length - window must be one)."""
-    if length <= window:
+    count = _window_count(length, window, overlap, step)
+    if count == 1:
         return [0]
     span = (length - window) // step
-    stride_max = max(1, int(window * (1 - overlap)) // step)
-    count = 1 + math.ceil(span / stride_max)
     return [round(i * span / (count - 1)) * step for i in range(count)]
 
 
@@ -88,11 +96,10 @@ def plan_tiles(width: int, height: int, window_width: int, window_height: int,
     factor = work_height / height
     work_width = _snap(max(window_width, round(width * factor * settings.aspect)), window_width, step)
     work_height = _snap(max(window_height, round(work_height)), window_height, step)
-    stride_x = max(1, int(window_width * (1 - settings.overlap)))
-    stride_y = max(1, int(window_height * (1 - settings.overlap)))
-    count = (1 + math.ceil(max(0, work_width - window_width) / stride_x)) * \
-        (1 + math.ceil(max(0, work_height - window_height) / stride_y)) * (2 if settings.flip else 1)
-    if count > MAX_WINDOWS:  # a mirrored window is a pass of its own
+    count = (_window_count(work_width, window_width, settings.overlap, step)
+             * _window_count(work_height, window_height, settings.overlap, step)
+             * (2 if settings.flip else 1))  # a mirrored window is a pass too
+    if count > MAX_WINDOWS:
         raise ValueError(f"a {width}x{height} frame would need {count} windows of "
                          f"{window_width}x{window_height} (limit {MAX_WINDOWS}); "
                          "use --quality fast or a smaller --tile-scale/--tile-aspect")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -150,3 +151,18 @@ def test_progress_lines_say_done_of_planned_rate_and_eta_and_thin_out_on_long_ru
     assert progress_line(200, 0, 0.0).endswith("ETA ?")
     assert format_eta(3725) == "1:02:05"
     assert [line_interval(t) for t in (0, 5, 30, 600)] == [1.0, 1.0, 3.0, 10.0]
+
+
+def test_a_runner_that_sets_signal_handlers_is_submitted_from_the_main_thread(tmp_path, tiny_model):
+    """The DirectRunner's run goes on beside the main thread (which must stay free to hear a
+    stop signal); other runners are submitted from the main thread itself, since a portable
+    runner's job server sets signal handlers there (elsewhere Python raises ValueError)."""
+    from fakes import SignalSettingRunner
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(image)
+    SignalSettingRunner.threads.clear()
+    code = cli.main(["segment", str(image), "--output", str(tmp_path / "out"), *tiny_model,
+                     "--runner", "fakes.SignalSettingRunner"])
+    assert code == 0
+    assert SignalSettingRunner.threads == [threading.main_thread()]

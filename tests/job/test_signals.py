@@ -149,11 +149,14 @@ def test_ctrl_c_in_a_terminal_stops_the_run(stills, tiny_model, tmp_path):
     assert _interrupted(lines, "SIGINT") == (_done(out), 0)
 
 
-def _tgkill(pid: int, tid: int, sig: int) -> None:
-    """Send `sig` to one thread of a process, as the kernel may do with a signal to the process."""
-    number = {"x86_64": 234, "aarch64": 131}[platform.machine()]  # SYS_tgkill
+def _tgkill(pid: int, tid: int, sig: int) -> bool:
+    """Send `sig` to one thread of a process, as the kernel may do with a signal to the
+    process; False when that thread has ended."""
+    number = {"x86_64": 234, "aarch64": 131}.get(platform.machine())  # SYS_tgkill
+    if number is None:
+        pytest.skip(f"tgkill's syscall number on {platform.machine()} is not known here")
     libc = ctypes.CDLL(None, use_errno=True)
-    assert libc.syscall(number, pid, tid, sig) == 0, os.strerror(ctypes.get_errno())
+    return libc.syscall(number, pid, tid, sig) == 0
 
 
 def _threads_open_to(pid: int, sig: int) -> list[int]:
@@ -178,9 +181,8 @@ def test_a_sigint_the_kernel_hands_to_another_thread_stops_the_run_at_once(still
     run = Run([stills], out, tiny_model, tmp_path / "tmp1")
     run.wait_until(lambda: _done(out) >= 50)
     others = _threads_open_to(run.proc.pid, signal.SIGINT)
-    assert others
     sent = time.monotonic()
-    _tgkill(run.proc.pid, others[-1], signal.SIGINT)
+    assert any(_tgkill(run.proc.pid, tid, signal.SIGINT) for tid in reversed(others)), others
     code, took, lines = run.finish(sent)
     assert code == 130 and took < 2.0, (code, took, lines)
     assert _interrupted(lines, "SIGINT") == (_done(out), 0)

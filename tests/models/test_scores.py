@@ -3,6 +3,7 @@ labels from score grids, presets chosen from the source size."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 import numpy as np
@@ -155,6 +156,10 @@ def test_mirrored_windows_count_against_the_window_limit():
     assert MAX_WINDOWS // 2 < count <= MAX_WINDOWS
     with pytest.raises(ValueError, match=f"would need {2 * count} windows"):
         plan_tiles(6000, 4000, 513, 513, replace(plain, flip=True), 16)
+    row = QUALITY_PRESETS["balanced"].scales(100000, 790, 513, 513)[0]
+    for width in range(90000, 110000, 250):  # windows fall on the score grid: the limit counts those
+        with contextlib.suppress(ValueError):
+            assert plan_tiles(width, 790, 513, 513, row, 16).count <= MAX_WINDOWS, width
 
 
 def test_extra_rows_and_their_mirrors_come_only_with_the_whole_frame():
