@@ -8,6 +8,7 @@ inference took, so that fusion and presets are compared again without running th
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -76,17 +77,32 @@ def _stills(pairs: list[tuple[Path, Path]]) -> list[Sequence]:
                      {0: lambda truth=truth: _read(truth)}) for image, truth in pairs]
 
 
-def scaled_stills(pairs: list[tuple[Path, Path]], factor: float) -> list[Sequence]:
+def scaled_stills(pairs: list[tuple[Path, Path]], factor: float,
+                  aspect: float | None = None) -> list[Sequence]:
     """Stills scaled up (bicubic) by `factor`, scored against their own ground truth (labels
     are taken back to its size): the same scenes with objects at more pixels, as 1080p and
-    4K cameras give them, where a preset's scales chosen at 720p must still hold."""
+    4K cameras give them, where a preset's scales chosen at 720p must still hold. `aspect`:
+    first cropped to the middle rows of that width:height (an ultrawide camera's frame)."""
     out = []
     for image, truth in pairs:
-        width, height = (round(side * factor) for side in Image.open(image).size)
-        out.append(Sequence(f"{image.name}@{width}x{height}", 1, (width, height), lambda image=image, size=(
-            width, height): [np.asarray(Image.open(image).convert("RGB").resize(size, Image.BICUBIC))],
-            {0: lambda truth=truth: _read(truth)}))
+        with Image.open(image) as opened:
+            width, height = opened.size
+        rows = min(height, round(width / aspect)) if aspect else height
+        top = (height - rows) // 2
+        size = (round(width * factor), round(rows * factor))
+        frames = functools.partial(_scaled, image, top, rows, size)
+        truth_of = functools.partial(_rows_of, truth, top, rows)
+        out.append(Sequence(f"{image.name}@{size[0]}x{size[1]}", 1, size, frames, {0: truth_of}))
     return out
+
+
+def _scaled(image: Path, top: int, rows: int, size: tuple[int, int]) -> list[np.ndarray]:
+    picture = Image.open(image).convert("RGB")
+    return [np.asarray(picture.crop((0, top, picture.width, top + rows)).resize(size, Image.BICUBIC))]
+
+
+def _rows_of(truth: Path, top: int, rows: int) -> np.ndarray:
+    return _read(truth)[top:top + rows]
 
 
 def still_pairs(name: str) -> list[tuple[Path, Path]]:
@@ -168,6 +184,8 @@ def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: in
                 scaled_stills(still_pairs("bdd100k"), 3)),
         DataSet("kitti@2x", "the kitti frames scaled up 2x to 2448x740 (3.3:1)",
                 scaled_stills(still_pairs("kitti"), 2)),
+        DataSet("bdd100k@21:9", "the bdd100k frames cropped to 21:9 and scaled up 2x to 2560x1098, "
+                "as ultrawide dashcams give them", scaled_stills(still_pairs("bdd100k"), 2, 7 / 3)),
         DataSet("clip-seq0001", "30 frames 512x256, frame 19 annotated (training scene)", [annotated_clip(
             videos / "cityscapes_aachen_seq0001_512x256_17fps.mp4",
             aachen / "aachen_000001_000019_gtFine_labelTrainIds.png")], video=True),
