@@ -222,7 +222,10 @@ def _run_and_wait(plan: Plan, cfg: RunConfig, handler: DeepLabModelHandler,
         stop.run_beside_main_thread(result.wait_until_finish)
         return result
 
-    def run_to_the_end():  # the DirectRunner's run() is the whole run
+    # The DirectRunner's run() is the whole run. It stays on Beam's FnApiRunner here (the
+    # `with_exception_handling` steps rule out Prism, whose job server would set signal
+    # handlers, which Python allows on the main thread only)
+    def run_to_the_end():
         result = pipeline.run()
         result.wait_until_finish()
         return result

@@ -139,10 +139,11 @@ def stop_writes_on_signal(release: Callable[[], None], message: Callable[[int], 
 
 def run_beside_main_thread(work: Callable[[], T]) -> T:
     """`work()` in a thread of its own, while the main thread waits for it in steps of
-    SIGNAL_POLL_S, so that a stop signal is acted on within SIGNAL_POLL_S whichever thread the kernel gave
-    it to. When the main thread itself waited on the DirectRunner's bundle, a Ctrl-C that
-    landed on another thread (about 1 in 35) was heard only when the bundle ended: 15 s later
-    in a test, at the end of the run. Outside the main thread, `work()` runs as it is."""
+    SIGNAL_POLL_S, so that a stop signal is acted on within SIGNAL_POLL_S whichever thread
+    the kernel gave it to. When the main thread itself waited on the DirectRunner's bundle,
+    a Ctrl-C that landed on another thread (about 1 in 35) was heard only when the bundle
+    ended: 15 s later in a test, at the end of the run. Outside the main thread, `work()`
+    runs as it is."""
     if threading.current_thread() is not threading.main_thread():
         return work()
     values: list[T] = []

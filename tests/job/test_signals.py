@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import platform
 import re
@@ -149,14 +150,14 @@ def test_ctrl_c_in_a_terminal_stops_the_run(stills, tiny_model, tmp_path):
     assert _interrupted(lines, "SIGINT") == (_done(out), 0)
 
 
-def _tgkill(pid: int, tid: int, sig: int) -> bool:
+TGKILL = {"x86_64": 234, "aarch64": 131}.get(platform.machine())  # SYS_tgkill's number
+
+
+def _tgkill(pid: int, tid: int, sig: int) -> int:
     """Send `sig` to one thread of a process, as the kernel may do with a signal to the
-    process; False when that thread has ended."""
-    number = {"x86_64": 234, "aarch64": 131}.get(platform.machine())  # SYS_tgkill
-    if number is None:
-        pytest.skip(f"tgkill's syscall number on {platform.machine()} is not known here")
+    process: 0, or the errno (ESRCH: that thread has ended)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    return libc.syscall(number, pid, tid, sig) == 0
+    return 0 if libc.syscall(TGKILL, pid, tid, sig) == 0 else ctypes.get_errno()
 
 
 def _threads_open_to(pid: int, sig: int) -> list[int]:
@@ -177,12 +178,17 @@ def test_a_sigint_the_kernel_hands_to_another_thread_stops_the_run_at_once(still
     DirectRunner's one bundle of stills, a Ctrl-C the kernel gave to a worker thread (1 run in
     about 35) was acted on when the bundle ended, 15 s later. Here it goes to such a thread
     every time."""
+    if TGKILL is None:
+        pytest.skip(f"tgkill's syscall number on {platform.machine()} is not known here")
     out = tmp_path / "out"
     run = Run([stills], out, tiny_model, tmp_path / "tmp1")
     run.wait_until(lambda: _done(out) >= 50)
-    others = _threads_open_to(run.proc.pid, signal.SIGINT)
-    sent = time.monotonic()
-    assert any(_tgkill(run.proc.pid, tid, signal.SIGINT) for tid in reversed(others)), others
+    sent, errors = time.monotonic(), []
+    for tid in reversed(_threads_open_to(run.proc.pid, signal.SIGINT)):
+        errors.append(_tgkill(run.proc.pid, tid, signal.SIGINT))
+        if errors[-1] != errno.ESRCH:  # sent, or a failure the assert below names
+            break
+    assert errors and errors[-1] == 0, [os.strerror(e) for e in errors]
     code, took, lines = run.finish(sent)
     assert code == 130 and took < 2.0, (code, took, lines)
     assert _interrupted(lines, "SIGINT") == (_done(out), 0)
