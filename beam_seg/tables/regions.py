@@ -83,7 +83,7 @@ def format_roi(polygons: tuple[Polygon, ...]) -> str:
     return "; ".join(" ".join(f"{x:g},{y:g}" for x, y in poly) for poly in polygons)
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=4)  # one per frame size: a video's, or a folder's few
 def roi_mask(width: int, height: int, polygons: tuple[Polygon, ...]) -> tuple[slice, slice, np.ndarray]:
     """The region's pixels as (rows, cols, mask) of its bounding box; mask is 0/255 uint8.
 
@@ -105,9 +105,11 @@ def roi_mask(width: int, height: int, polygons: tuple[Polygon, ...]) -> tuple[sl
 
 
 def _inside_polygon(xs: np.ndarray, ys: np.ndarray, poly: Polygon) -> np.ndarray:
-    """Even-odd test of every (x, y) on the grid xs × ys against one polygon (ray to +x)."""
-    x, y = np.meshgrid(xs, ys)
-    inside = np.zeros(x.shape, bool)
+    """Even-odd test of every (x, y) on the grid xs × ys against one polygon (ray to +x).
+    An edge's crossing depends on the row alone, so it is worked out once per row and only
+    the boolean comparisons take the whole grid (a float grid took 1.6 GB at 48 MP)."""
+    x, y = xs[None, :], ys[:, None]
+    inside = np.zeros((len(ys), len(xs)), bool)
     n = len(poly)
     for i in range(n):
         (x1, y1), (x2, y2) = poly[i], poly[(i + 1) % n]
@@ -115,7 +117,9 @@ def _inside_polygon(xs: np.ndarray, ys: np.ndarray, poly: Polygon) -> np.ndarray
             continue  # a horizontal edge is never crossed by a horizontal ray
         crosses = (y1 > y) != (y2 > y)
         x_at = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-        inside ^= crosses & (x < x_at)
+        left_of = x < x_at
+        left_of &= crosses
+        inside ^= left_of
     return inside
 
 

@@ -1,5 +1,7 @@
 """The per-pixel primitives every frame goes through, against their plain-numpy meaning."""
 
+import tracemalloc
+
 import cv2
 import numpy as np
 import pytest
@@ -62,6 +64,20 @@ def test_histogram_counts_every_id_exactly_even_past_float32_precision():
     big[0, 0] = 7
     hist = pixels.id_histogram(big)
     assert hist[0] == big.size - 1 and hist[7] == 1 and hist.dtype == np.int64
+
+
+def test_histogram_of_a_huge_map_allocates_no_copy_of_it():
+    """A 48 MP photo's label map (48 MB) was first copied as int64 (384 MB) to be counted."""
+    ids = np.full((6000, 8000), 3, np.uint8)
+    ids[-1, -1] = 250
+    tracemalloc.start()
+    try:
+        hist = pixels.id_histogram(ids)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert hist[3] == ids.size - 1 and hist[250] == 1
+    assert peak < ids.nbytes // 4, peak
 
 
 @pytest.mark.parametrize("size", [(540, 960), (7, 5), (1, 1)])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from matplotlib.path import Path as PolygonPath
@@ -46,6 +48,26 @@ def test_the_default_trapezoid_holds_the_pixels_whose_centres_are_inside(size):
     assert mask.any() and (mask == expected).all()
     assert not mask[: int(0.6 * height)].any()  # nothing above the trapezoid's top edge
     assert mask[-1, width // 2]  # the bottom centre is in
+
+
+def test_the_region_of_a_huge_frame_costs_a_few_bytes_a_pixel():
+    """A 48 MP photo's region mask took float grids of the whole frame (1.6 GB at peak);
+    now only boolean ones, and the mask is the same as the oracle's."""
+    width, height = 8000, 6000
+    regions.roi_mask.cache_clear()
+    tracemalloc.start()
+    try:
+        regions.roi_mask(width, height, regions.DEFAULT_ROI)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5 * width * height, peak  # the float grids: 33 bytes a pixel
+    mask = _full_mask(width, height, regions.DEFAULT_ROI)
+    sample = np.s_[::97, ::89]  # the oracle on every pixel would itself take gigabytes
+    xs, ys = np.meshgrid((np.arange(width)[sample[1]] + 0.5) / width,
+                         (np.arange(height)[sample[0]] + 0.5) / height)
+    inside = PolygonPath(regions.DEFAULT_ROI[0]).contains_points(np.column_stack([xs.ravel(), ys.ravel()]))
+    assert mask[sample].any() and (mask[sample] == inside.reshape(xs.shape)).all()
 
 
 def test_several_polygons_are_united():
