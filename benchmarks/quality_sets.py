@@ -168,12 +168,17 @@ def synthetic_clip(image: Path, truth: Path, width: int, height: int,
                     {i: (lambda i=i: truth_of(i)) for i in range(camera.frames)})
 
 
+def synthetic_camera(frames: int) -> CameraPath:
+    """The harness's camera over a still: a slow zoom and pan, shaken for three frames in the
+    middle."""
+    return CameraPath(frames=frames, shake=tuple(range(frames // 2 - 1, frames // 2 + 2)))
+
+
 def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: int = 12,
               names: list[str] | None = None) -> list[DataSet]:
     """Every shared set with ground truth (or those `names`); aachen (and the clips cut from
     its scenes) are Cityscapes training frames, which the model learnt from: marked so."""
-    camera = CameraPath(frames=synthetic_frames, shake=tuple(range(synthetic_frames // 2 - 1,
-                                                                    synthetic_frames // 2 + 2)))
+    camera = synthetic_camera(synthetic_frames)
     videos, aachen = DATA / "videos", DATA / "cityscapes/train/aachen"
     sets = [
         DataSet("aachen", "6 Cityscapes TRAINING frames, 2048x1024", _stills(still_pairs("aachen"))),

@@ -58,10 +58,19 @@ _CLIP_STILLS = ("00a395fe-d60c0b47.jpg", "00a360bd-27ccb1dd.jpg", "kitti_000002_
 
 def _synthetic_clips() -> quality_sets.DataSet:
     pairs = dict(quality_sets.still_pairs("bdd100k") + quality_sets.still_pairs("kitti"))
-    camera = quality_sets.CameraPath(frames=12, shake=(5, 6, 7))
+    camera = quality_sets.synthetic_camera(12)
     return quality_sets.DataSet("synthetic", "", [
         quality_sets.synthetic_clip(image, pairs[image], 960, 540, camera)
         for image in sorted(pairs, key=lambda p: p.name) if image.name in _CLIP_STILLS], video=True)
+
+
+def _as_the_pipeline_runs(dataset: quality_sets.DataSet, preset: str, **options) -> dict:
+    """A clip set's figures with the settings, fusion K and key frames N that `RunConfig`
+    gives its videos (by default, or with `options`)."""
+    cfg = RunConfig(output="unused", quality=preset, **options)
+    size = dataset.sequences[0].size
+    return quality_sets.measure(_model, DEFAULT_MODEL, dataset, cfg.inference_settings()["video"],
+                                cfg.temporal_frames(size), keyframes=cfg.keyframe_interval(size))
 
 
 def test_each_presets_default_video_run_is_monotone_and_fusion_keeps_miou():
@@ -71,17 +80,11 @@ def test_each_presets_default_video_run_is_monotone_and_fusion_keeps_miou():
     and cuts flicker to 0.6x or less; the default stays within 0.005 of `balanced --temporal 0`."""
     dataset = _synthetic_clips()
     assert len(dataset.sequences) == len(_CLIP_STILLS)
-    size = dataset.sequences[0].size
-
-    def run(preset: str, **options) -> dict:
-        cfg = RunConfig(output="unused", quality=preset, **options)
-        return quality_sets.measure(_model, DEFAULT_MODEL, dataset, cfg.inference_settings()["video"],
-                                    cfg.temporal_frames(size), keyframes=cfg.keyframe_interval(size))
-
-    default = {preset: run(preset) for preset in QUALITY_PRESETS}
-    alone = {preset: run(preset, temporal=0) for preset in ("balanced", "high")}
+    default = {preset: _as_the_pipeline_runs(dataset, preset) for preset in QUALITY_PRESETS}
+    alone = {preset: _as_the_pipeline_runs(dataset, preset, temporal=0) for preset in ("balanced", "high")}
     print({"default": default, "--temporal 0": alone})
-    assert RunConfig(output="unused").keyframe_interval(size) > 1  # key frames are part of this check
+    # key frames are part of this check
+    assert RunConfig(output="unused").keyframe_interval(dataset.sequences[0].size) > 1
     assert default["fast"]["miou"] <= default["balanced"]["miou"] <= default["high"]["miou"]
     assert default["high"]["miou"] >= alone["high"]["miou"]
     assert default["high"]["flicker"] <= 0.6 * alone["high"]["flicker"]
@@ -94,13 +97,7 @@ def test_each_presets_default_run_is_monotone_on_real_motion_at_16_9():
     below `fast` there (0.552 against 0.555), before key frames were fused on their own grid
     and heard only where the warp matches."""
     (dataset,) = quality_sets.data_sets(names=["clip-seq0000@1024-16:9"])
-    size = dataset.sequences[0].size
-    miou = {}
-    for preset in QUALITY_PRESETS:
-        cfg = RunConfig(output="unused", quality=preset)
-        miou[preset] = quality_sets.measure(_model, DEFAULT_MODEL, dataset, cfg.inference_settings()["video"],
-                                            cfg.temporal_frames(size),
-                                            keyframes=cfg.keyframe_interval(size))["miou"]
+    miou = {preset: _as_the_pipeline_runs(dataset, preset)["miou"] for preset in QUALITY_PRESETS}
     print(miou)
-    assert RunConfig(output="unused").keyframe_interval(size) > 1
+    assert RunConfig(output="unused").keyframe_interval(dataset.sequences[0].size) > 1
     assert miou["fast"] <= miou["balanced"] <= miou["high"]
