@@ -221,9 +221,7 @@ def data_sets(synthetic_size: tuple[int, int] = (960, 540), synthetic_frames: in
 
 
 def _key(model_name: str, settings, sequence: str, index: int) -> Path:
-    # Preset fields added at their defaults leave the key as it was (the cache stays valid)
-    text = repr((CACHE_VERSION, model_name, settings, sequence, index)).replace(
-        ", aspects=(), overlaps=()", "")
+    text = repr((CACHE_VERSION, model_name, settings, sequence, index))
     return CACHE / "scores" / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.npz"
 
 

@@ -52,7 +52,7 @@ QUALITY_PRESETS: dict[str, Preset | None] = {
     # one row of windows at the model's height, 4/3 wide (4 windows on 2048x1024 and on
     # 1280x720), plus the whole frame on frames up to 16:9 wide: on the US dashcam dev set
     # (bdd100k) 0.274 mIoU against 0.268 without it; 2:1 Cityscapes frames are left as they were
-    "balanced": Preset(heights=(0.0,), overlap=1 / 3, aspect=4 / 3, whole_max_aspect=1.8),
+    "balanced": Preset(rows=((4 / 3, 1 / 3),), whole_max_aspect=1.8),
     # balanced's row; on frames up to 16:9 also a second row at the model's height, not
     # stretched, and both rows mirrored (16:9 at any size: 1 + 8 + 6 = 15 passes, 3x balanced).
     # Chosen on the 16:9 dev sets (docs/quality.md, bootstrap over frames): the unstretched
@@ -70,9 +70,9 @@ QUALITY_PRESETS: dict[str, Preset | None] = {
     # 3.3:1: scaled to 2448x740 that scale scored 0.306 against balanced's row 0.369; 2.2
     # lies between the shapes measured) and lower wide frames (1024x512, KITTI) keep
     # balanced's row: mirroring it cost kitti 0.011
-    "high": Preset(heights=(0.0,), overlap=0.25, aspect=1.0, whole_max_aspect=1.8,
-                   aspects=(4 / 3,), overlaps=(1 / 3,), extra_rows=((1.0, 0.25),), mirror_rows=True,
-                   wide_native=1.1, native_max_aspect=2.2, native_max_height=4.0),
+    "high": Preset(rows=((4 / 3, 1 / 3),), whole_max_aspect=1.8, whole_rows=((1.0, 0.25),),
+                   mirror_rows=True, wide_native=1.1, native_overlap=0.25, native_max_aspect=2.2,
+                   native_max_height=4.0),
 }
 
 

@@ -12,7 +12,7 @@ fall back to a per-pixel vote weighted towards each window's centre (`WindowMerg
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -195,37 +195,29 @@ class ScoreMerger:
 class Preset:
     """A quality preset: the working scales that are averaged, chosen from the source size.
 
-    `whole`: also one pass over the whole frame when the frame is no wider than
-    `whole_max_aspect` (16:9 dashcam yes, 2:1 Cityscapes no: squeezing a wide frame costs
-    more than its context gives). `heights`: working heights as fractions of the source
-    height, each kept within [window height, source height] (working above the source's
-    own resolution hurt on every set measured); heights closer than `min_gap` windows to
-    one already taken are dropped. `overlap`/`aspect`: the windows' layout at every scale;
-    `aspects`/`overlaps`, when given, one per height instead (a dropped height drops its own).
-    `extra_rows`: (aspect, overlap) of further rows of windows at the model's own height,
-    taken with the whole frame (frames up to `whole_max_aspect`): another look at the
-    coarsest scale, stretched otherwise than the first row. `mirror_rows`: there, the rows
-    at the model's height also run mirrored (`flip`), finer scales not. `wide_native`: on
-    frames wider than `whole_max_aspect` but at most `native_max_aspect`, and at least this
-    many windows high, one scale replaces the others: windows at the source's own
-    resolution, not stretched, mirrored too (0: never), at most `native_max_height` windows
-    high (a bound on the cost of huge frames). DeepLab's Cityscapes models learnt at full
-    resolution, and on 2:1 frames that scale alone, mirrored, beat every mix with smaller
-    ones of up to 34 windows (docs/quality.md); on wider frames (KITTI's 3.3:1 at twice its
-    size) it lost to one row at the model's height.
+    Every scale but one is a row of windows at the model's own height (finer scales lost on
+    the US dashcam frames at every size measured, docs/quality.md). `rows`: (aspect,
+    overlap) of the rows taken on every frame. `whole_max_aspect`: on frames no wider than
+    this (16:9 dashcam yes, 2:1 Cityscapes no: squeezing a wide frame costs more than its
+    context gives) also one pass over the whole frame and the `whole_rows`, another look at
+    the model's height stretched otherwise; `mirror_rows`: there every row also runs
+    mirrored. `flip`: every window mirrored too, on every frame (`--flip`).
+    `wide_native`: on frames wider than `whole_max_aspect` but at most `native_max_aspect`,
+    and at least this many windows high, one scale replaces the rows: windows at the
+    source's own resolution, not stretched, mirrored (0: never), at most
+    `native_max_height` windows high (a bound on the cost of huge frames). DeepLab's
+    Cityscapes models learnt at full resolution, and on 2:1 frames that scale alone,
+    mirrored, beat every mix with smaller ones of up to 34 windows; on wider frames
+    (KITTI's 3.3:1 at twice its size) it lost to one row at the model's height.
     """
 
-    heights: tuple[float, ...]
-    overlap: float = 0.25
-    aspect: float = 1.0
+    rows: tuple[tuple[float, float], ...] = ((1.0, 0.25),)
     whole_max_aspect: float = 0.0
-    min_gap: float = 0.25
-    flip: bool = False
-    aspects: tuple[float, ...] = ()
-    overlaps: tuple[float, ...] = ()
-    extra_rows: tuple[tuple[float, float], ...] = ()
+    whole_rows: tuple[tuple[float, float], ...] = ()
     mirror_rows: bool = False
+    flip: bool = False
     wide_native: float = 0.0
+    native_overlap: float = 0.25
     native_max_aspect: float = math.inf
     native_max_height: float = math.inf
 
@@ -234,25 +226,15 @@ class Preset:
         """The TileSettings of each working scale for this source; None is the whole frame."""
         if width <= window_width and height <= window_height:
             return [None]
-        wide = width / height > self.whole_max_aspect
-        if (wide and self.wide_native and height >= self.wide_native * window_height
-                and width / height <= self.native_max_aspect):
-            work = min(height, self.native_max_height * window_height)
-            return [TileSettings(scale=work / window_height, overlap=self.overlap, flip=True)]
-        chosen: list[tuple[float, int]] = []
-        for i, fraction in enumerate(self.heights):
-            work = max(window_height, min(height, fraction * height)) if fraction else window_height
-            if all(abs(work - h) >= self.min_gap * window_height for h, _ in chosen):
-                chosen.append((work, i))
-        scales: list[TileSettings | None] = [
-            TileSettings(scale=h / window_height,
-                         overlap=self.overlaps[i] if self.overlaps else self.overlap,
-                         aspect=self.aspects[i] if self.aspects else self.aspect,
-                         flip=self.flip) for h, i in chosen]
-        if not wide:
-            # first, so that the last scale stays the largest (the one ids-only models vote at)
-            scales[:0] = [None, *(TileSettings(scale=1.0, overlap=overlap, aspect=aspect, flip=self.flip)
-                                  for aspect, overlap in self.extra_rows)]
-            if self.mirror_rows:
-                scales = [replace(s, flip=True) if s is not None and s.scale == 1.0 else s for s in scales]
-        return scales
+        if width / height > self.whole_max_aspect:
+            if (self.wide_native and height >= self.wide_native * window_height
+                    and width / height <= self.native_max_aspect):
+                work = min(height, self.native_max_height * window_height)
+                return [TileSettings(scale=work / window_height, overlap=self.native_overlap, flip=True)]
+            return [TileSettings(aspect=aspect, overlap=overlap, flip=self.flip)
+                    for aspect, overlap in self.rows]
+        flip = self.flip or self.mirror_rows
+        # the whole frame first, so that the last scale stays the largest (the one ids-only
+        # models vote at)
+        return [None, *(TileSettings(aspect=aspect, overlap=overlap, flip=flip)
+                        for aspect, overlap in (*self.whole_rows, *self.rows))]

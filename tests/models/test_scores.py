@@ -116,12 +116,20 @@ def test_label_maps_warp_by_flow_onto_any_raster():
 
 
 def test_presets_choose_their_scales_from_the_source_size():
-    high = Preset(heights=(0.0, 0.75, 1.0), whole_max_aspect=1.8)
-    heights = {size: [None if s is None else round(s.scale * 513) for s in high.scales(*size, 513, 513)]
-               for size in [(2048, 1024), (1280, 720), (1224, 370), (400, 300)]}
-    assert heights == {(2048, 1024): [513, 768, 1024], (1280, 720): [None, 513, 720],
-                       (1224, 370): [513], (400, 300): [None]}
-    assert all(isinstance(s, TileSettings) for s in high.scales(2048, 1024, 513, 513))
+    """Windows at the model's height; the whole frame too up to 16:9; `high`'s second,
+    unstretched row and mirrors only with the whole frame, and on 2:1 frames tall enough
+    windows at the source's own resolution instead."""
+    def layout(name, width, height):
+        return [None if s is None else (round(s.scale * 513), round(s.aspect, 2), s.flip)
+                for s in QUALITY_PRESETS[name].scales(width, height, 513, 513)]
+
+    assert {size: layout("balanced", *size) for size in [(2048, 1024), (1280, 720), (1224, 370)]} == {
+        (2048, 1024): [(513, 1.33, False)], (1280, 720): [None, (513, 1.33, False)],
+        (1224, 370): [(513, 1.33, False)]}
+    assert {size: layout("high", *size) for size in [(2048, 1024), (1280, 720), (1024, 512)]} == {
+        (2048, 1024): [(1024, 1.0, True)], (1280, 720): [None, (513, 1.0, True), (513, 1.33, True)],
+        (1024, 512): [(513, 1.33, False)]}
+    assert layout("balanced", 400, 300) == layout("high", 400, 300) == [None]  # one window holds it
 
 
 def _passes(preset: Preset, width: int, height: int) -> int:
@@ -165,31 +173,31 @@ def test_mirrored_windows_count_against_the_window_limit():
             assert plan_tiles(width, 790, 513, 513, row, 16).count <= MAX_WINDOWS, width
 
 
-def test_extra_rows_and_their_mirrors_come_only_with_the_whole_frame():
-    """A second row at the model's height (and mirrored rows there) on frames up to
-    `whole_max_aspect`, never on wider ones, and never mirrored at the finer scales."""
-    preset = Preset(heights=(0.0, 0.75, 1.0), aspects=(4 / 3, 1.0, 1.0), overlaps=(1 / 3, 0.25, 0.25),
-                    whole_max_aspect=1.8, min_gap=0.45, extra_rows=((1.0, 0.25),), mirror_rows=True)
+def test_whole_rows_and_mirrors_come_only_with_the_whole_frame():
+    """`whole_rows` and mirrored rows on frames up to `whole_max_aspect`, never on wider
+    ones; `flip` mirrors every row on every frame."""
+    preset = Preset(rows=((4 / 3, 1 / 3),), whole_max_aspect=1.8, whole_rows=((1.0, 0.25),),
+                    mirror_rows=True)
 
-    def layout(width, height):
-        return [None if s is None else (round(s.scale * 513), round(s.aspect, 2), s.flip)
+    def layout(preset, width, height):
+        return [None if s is None else (round(s.scale * 513), round(s.aspect, 2), s.overlap, s.flip)
                 for s in preset.scales(width, height, 513, 513)]
 
-    assert layout(1280, 720) == [None, (513, 1.0, True), (513, 1.33, True)]
-    assert layout(1920, 1080) == [None, (513, 1.0, True), (513, 1.33, True), (810, 1.0, False),
-                                  (1080, 1.0, False)]
-    assert layout(2048, 1024) == [(513, 1.33, False), (768, 1.0, False), (1024, 1.0, False)]
-    assert layout(1224, 370) == [(513, 1.33, False)]
-    plain = Preset(heights=(0.0,), whole_max_aspect=1.8)
-    assert [s and s.flip for s in plain.scales(1280, 720, 513, 513)] == [None, False]
+    assert layout(preset, 1280, 720) == [None, (513, 1.0, 0.25, True), (513, 1.33, 1 / 3, True)]
+    assert layout(preset, 1920, 1080) == layout(preset, 1280, 720)
+    assert layout(preset, 2048, 1024) == [(513, 1.33, 1 / 3, False)]
+    assert layout(preset, 1224, 370) == [(513, 1.33, 1 / 3, False)]
+    assert layout(replace(preset, flip=True), 2048, 1024) == [(513, 1.33, 1 / 3, True)]
+    plain = Preset(whole_max_aspect=1.8)
+    assert layout(plain, 1280, 720) == [None, (513, 1.0, 0.25, False)]
 
 
 def test_wide_frames_tall_enough_take_only_their_own_resolution_mirrored():
     """`wide_native`: a frame wider than `whole_max_aspect` and at least that many windows
     high takes windows at its own resolution alone, not stretched and mirrored; a lower one
     and a frame up to 16:9 keep the preset's scales."""
-    preset = Preset(heights=(0.0, 0.75, 1.0), aspects=(4 / 3, 1.0, 1.0), overlaps=(1 / 3, 0.25, 0.25),
-                    overlap=0.25, whole_max_aspect=1.8, min_gap=0.45, wide_native=1.1)
+    preset = Preset(rows=((4 / 3, 1 / 3),), whole_max_aspect=1.8, wide_native=1.1, native_overlap=0.25,
+                    native_max_aspect=2.2, native_max_height=4.0)
 
     def layout(width, height):
         return [None if s is None else (round(s.scale * 513), round(s.aspect, 2), s.overlap, s.flip)
@@ -197,8 +205,8 @@ def test_wide_frames_tall_enough_take_only_their_own_resolution_mirrored():
 
     assert layout(2048, 1024) == [(1024, 1.0, 0.25, True)]
     assert layout(1152, 576) == [(576, 1.0, 0.25, True)]
+    assert layout(8192, 4096) == [(2052, 1.0, 0.25, True)]  # at most 4 windows high
     assert layout(1024, 512) == [(513, 1.33, 1 / 3, False)]  # under 1.1 windows high
-    assert layout(1224, 370) == [(513, 1.33, 1 / 3, False)]
-    assert layout(1920, 1080) == [None, (513, 1.33, 1 / 3, False), (810, 1.0, 0.25, False),
-                                  (1080, 1.0, 0.25, False)]  # 16:9: the mix, as without wide_native
-    assert Preset(heights=(0.0,), whole_max_aspect=1.8).scales(2048, 1024, 513, 513)[0].flip is False
+    assert layout(1224, 370) == [(513, 1.33, 1 / 3, False)]  # wider than 2.2:1
+    assert layout(1920, 1080) == [None, (513, 1.33, 1 / 3, False)]  # 16:9: the rows, as without wide_native
+    assert Preset(rows=((4 / 3, 1 / 3),), whole_max_aspect=1.8).scales(2048, 1024, 513, 513)[0].flip is False
