@@ -121,7 +121,7 @@ REGISTRY: dict[str, ModelSpec] = {
 # 0.378 / 0.378 on kitti (aachen 0.498 / 0.604 / 0.670 -> 0.500 / 0.604 / 0.669), and
 # EfficientViT-B0's `fast` from 0.354 to 0.383 on bdd100k (`make bench-quality`). Matched
 # to 80 instead, the default's `fast` and `balanced` gained less on both dev sets (measured
-# on a copy of the step in a script). docs/quality.md, "Exposure".
+# on a copy of the step in a script). docs/quality.md and docs/quality-log.md, "Exposure".
 CITYSCAPES_MEAN_GREY = 70.0
 REGISTRY = {name: replace(spec, exposure_mean=CITYSCAPES_MEAN_GREY) if spec.labels == "cityscapes" else spec
             for name, spec in REGISTRY.items()}

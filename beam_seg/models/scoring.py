@@ -55,7 +55,7 @@ QUALITY_PRESETS: dict[str, Preset | None] = {
     "balanced": Preset(rows=((4 / 3, 1 / 3),), whole_max_aspect=1.8),
     # balanced's row; on frames up to 16:9 also a second row at the model's height, not
     # stretched, and both rows mirrored (16:9 at any size: 1 + 8 + 6 = 15 passes, 3x balanced).
-    # Chosen on the 16:9 dev sets (docs/quality.md, bootstrap over frames): the unstretched
+    # Chosen on the 16:9 dev sets (docs/quality-log.md, bootstrap over frames): the unstretched
     # row took bdd100k 0.274 -> 0.278 and synthetic-bdd100k/-kitti/-aachen +0.007/+0.011/
     # +0.012; mirroring +0.005 more on bdd100k. No finer scale there: at 720 (1.4 windows)
     # it gains person and rider but loses sidewalk, sky and road (bdd100k 0.284 -> 0.277);

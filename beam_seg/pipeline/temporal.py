@@ -87,7 +87,7 @@ NEIGHBOUR_GAIN = 1.6
 # the 16:9 crop 0.570 -> 0.581 (`--temporal 0`: 0.595), clip-seq0000@1024 0.626 -> 0.630,
 # seq0000 0.634 -> 0.637, synthetic-aachen +0.002, -kitti +0.001, -bdd100k 0.000, seq0001
 # 0.497 -> 0.494 (`--temporal 0`: 0.462); the default's key frames: the crop +0.006,
-# synthetic-bdd100k -0.002; flicker lower on every clip set. docs/quality.md.
+# synthetic-bdd100k -0.002; flicker lower on every clip set. docs/quality-log.md.
 # (`_Frame.neighbour_scores`)
 
 
@@ -142,7 +142,7 @@ KEY_MATCH_SIGMA = 12.0
 # -0.0002; the floor bounds a veto (0.001: the same for balanced, `high` -0.0006; 0.1: -0.0030).
 # Frames between key frames keep the arithmetic mean (their key frames' detail is carried
 # over whole), and so do label sets without any of PROTECTED_CLASSES (unprotected, the
-# geometric mean lost 0.031 on clip-seq0000@1024). docs/quality.md.
+# geometric mean lost 0.031 on clip-seq0000@1024). docs/quality-log.md.
 GEOMETRIC_FLOOR = 0.01
 
 
@@ -155,7 +155,7 @@ GEOMETRIC_FLOOR = 0.01
 # `high` K=2 (pole, sign, rider); protected, +0.0001 and 0.0000, while the rest of the frame
 # (most of the flicker) is fused as before. Frames between key frames (--keyframes) are not
 # protected: their one pass sees thin objects worse than the key frames around them do
-# (protected, the default's synthetic-bdd100k fell from 0.267 to 0.261). docs/quality.md.
+# (protected, the default's synthetic-bdd100k fell from 0.267 to 0.261). docs/quality-log.md.
 PROTECTED_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider", "motorcycle", "bicycle")
 
 
@@ -174,7 +174,7 @@ PROTECTED_CLASSES = ("pole", "traffic light", "traffic sign", "person", "rider",
 # 0.3 / 0.4 at depth 3: 0.62x / 0.59x / 0.57x. 0.4 lowered flicker on every clip set of
 # `make bench-quality` (to 0.29-0.57x) and raised mIoU on all but the 16:9 crop of that clip
 # (-0.003 there), the default's key frames most (synthetic-bdd100k -0.002 -> +0.002 against
-# `--temporal 0`). docs/quality.md, "Labels that lean on the previous frame's".
+# `--temporal 0`). docs/quality-log.md, "Labels that lean on the previous frame's".
 # A key frame does not lean on a one-pass frame before it (--keyframes): its own windows see
 # more than that frame's labels carry. Leaning there cost the key frame itself 0.01-0.024
 # mIoU on the real-motion Cityscapes clips; not leaning, the default's mIoU rose on every
