@@ -195,20 +195,22 @@ class ScoreMerger:
 class Preset:
     """A quality preset: the working scales that are averaged, chosen from the source size.
 
-    Every scale but one is a row of windows at the model's own height (finer scales lost on
-    the US dashcam frames at every size measured, docs/quality.md). `rows`: (aspect,
-    overlap) of the rows taken on every frame. `whole_max_aspect`: on frames no wider than
-    this (16:9 dashcam yes, 2:1 Cityscapes no: squeezing a wide frame costs more than its
-    context gives) also one pass over the whole frame and the `whole_rows`, another look at
-    the model's height stretched otherwise; `mirror_rows`: there every row also runs
-    mirrored. `flip`: every window mirrored too, on every frame (`--flip`).
+    Rows of windows at the model's own height, the whole frame, or windows at the source's
+    own resolution: finer scales than the model's height lost on the US dashcam frames at
+    every size measured (docs/quality.md, "Larger frames"). `rows`: (aspect, overlap) of the
+    rows taken on every frame. `whole_max_aspect`: on frames no wider than this (16:9
+    dashcam yes, 2:1 Cityscapes no: squeezing a wide frame costs more than its context
+    gives) also one pass over the whole frame and the `whole_rows`, another look at the
+    model's height stretched otherwise; `mirror_rows`: there every row also runs mirrored.
+    `flip`: every window mirrored too, on every frame (`--flip`).
     `wide_native`: on frames wider than `whole_max_aspect` but at most `native_max_aspect`,
     and at least this many windows high, one scale replaces the rows: windows at the
-    source's own resolution, not stretched, mirrored (0: never), at most
-    `native_max_height` windows high (a bound on the cost of huge frames). DeepLab's
-    Cityscapes models learnt at full resolution, and on 2:1 frames that scale alone,
-    mirrored, beat every mix with smaller ones of up to 34 windows; on wider frames
-    (KITTI's 3.3:1 at twice its size) it lost to one row at the model's height.
+    source's own resolution, not stretched, overlapping by `native_overlap`, mirrored (0:
+    never), at most `native_max_height` windows high (a bound on the cost of huge frames).
+    DeepLab's Cityscapes models learnt at full resolution, and on 2:1 frames that scale
+    alone, mirrored, beat every mix with smaller ones of up to 34 windows
+    (docs/quality-log.md, "Third round"); on wider frames (KITTI's 3.3:1 at twice its size)
+    it lost to one row at the model's height.
     """
 
     rows: tuple[tuple[float, float], ...] = ((1.0, 0.25),)

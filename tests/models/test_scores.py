@@ -190,6 +190,7 @@ def test_whole_rows_and_mirrors_come_only_with_the_whole_frame():
     assert layout(replace(preset, flip=True), 2048, 1024) == [(513, 1.33, 1 / 3, True)]
     plain = Preset(whole_max_aspect=1.8)
     assert layout(plain, 1280, 720) == [None, (513, 1.0, 0.25, False)]
+    assert layout(replace(plain, flip=True), 1280, 720) == [None, (513, 1.0, 0.25, True)]
 
 
 def test_wide_frames_tall_enough_take_only_their_own_resolution_mirrored():
@@ -207,6 +208,6 @@ def test_wide_frames_tall_enough_take_only_their_own_resolution_mirrored():
     assert layout(1152, 576) == [(576, 1.0, 0.25, True)]
     assert layout(8192, 4096) == [(2052, 1.0, 0.25, True)]  # at most 4 windows high
     assert layout(1024, 512) == [(513, 1.33, 1 / 3, False)]  # under 1.1 windows high
-    assert layout(1224, 370) == [(513, 1.33, 1 / 3, False)]  # wider than 2.2:1
+    assert layout(2448, 740) == [(513, 1.33, 1 / 3, False)]  # tall enough, but wider than 2.2:1
     assert layout(1920, 1080) == [None, (513, 1.33, 1 / 3, False)]  # 16:9: the rows, as without wide_native
     assert Preset(rows=((4 / 3, 1 / 3),), whole_max_aspect=1.8).scales(2048, 1024, 513, 513)[0].flip is False
