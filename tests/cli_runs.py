@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 import subprocess
 import sys
 import threading
@@ -19,6 +20,16 @@ from conftest import DATA, ROOT
 
 DEMO_CLIP = DATA / "videos" / "udacity_solidWhiteRight.mp4"
 DEMO_STILL = DATA / "images" / "dashcam" / "lanes_solidWhiteCurve.jpg"
+
+
+def sigint_as_a_shell_gives_it(ignored: bool = False):
+    """A `preexec_fn`: the child's SIGINT as a shell sets it for a job, the default for one in
+    the foreground, ignored for one in the background (`&` in a script, nohup), whatever the
+    tests' own process has. A test run started in the background of a script ignores SIGINT,
+    its children inherit that across exec, and beam-seg keeps an ignored SIGINT ignored: the
+    Ctrl-C tests then saw exit 0 instead of 130."""
+    handler = signal.SIG_IGN if ignored else signal.SIG_DFL
+    return lambda: signal.signal(signal.SIGINT, handler)
 
 
 def run_in_process(*argv: object) -> tuple[int, str, str]:
@@ -35,7 +46,8 @@ class TimedRun:
     def __init__(self, *args: str):
         self.started = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "beam_seg.cli", "segment", *args],
-                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=sigint_as_a_shell_gives_it())
         self.lines: list[tuple[float, str]] = []
         self.stdout: list[str] = []
         # one reader per pipe (communicate() would race the stderr reader for the last lines)

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cli_runs import sigint_as_a_shell_gives_it
 from conftest import ROOT, make_index_video
 from pipeline_helpers import assert_same_outputs
 
@@ -41,15 +42,11 @@ class Run:
                  ignore_sigint: bool = False):
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
-        before = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignore_sigint else None
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "beam_seg.cli", "segment", *map(str, inputs), "--output",
-                 str(out), *tiny_model, *args], cwd=ROOT, start_new_session=True, text=True,
-                env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        finally:
-            if ignore_sigint:
-                signal.signal(signal.SIGINT, before)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "beam_seg.cli", "segment", *map(str, inputs), "--output",
+             str(out), *tiny_model, *args], cwd=ROOT, start_new_session=True, text=True,
+            env={**os.environ, "TMPDIR": str(tmp)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            preexec_fn=sigint_as_a_shell_gives_it(ignored=ignore_sigint))
 
     def wait_until(self, condition, timeout: float = 300.0) -> None:
         deadline = time.monotonic() + timeout
