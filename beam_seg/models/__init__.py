@@ -29,4 +29,10 @@ def load_label_set(value: str | None) -> label_sets.LabelSet:
         raise ModelNotFoundError(
             f"label set {value!r} is neither cityscapes, pascal, ade20k nor a readable file")
     name = value.rsplit("/", 1)[-1].split(".")[0]
-    return label_sets.parse_label_file(storage.read_bytes(value).decode("utf-8"), name)
+    try:
+        return label_sets.parse_label_file(storage.read_bytes(value).decode("utf-8"), name)
+    except UnicodeDecodeError as exc:  # an image or a model given as --labels: one line, not a traceback
+        raise ModelNotFoundError(f"label file {value!r} is not UTF-8 text ({exc.reason} at byte "
+                                 f"{exc.start}): give one class name a line") from None
+    except ValueError as exc:
+        raise ModelNotFoundError(str(exc)) from None

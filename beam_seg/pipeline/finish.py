@@ -264,7 +264,17 @@ def first_cause(errors: list[ErrorRecord]) -> ErrorRecord:
     return next((e for e in errors if e.details), errors[0])
 
 
+def forget_broken_segments(state: InputState, layout: OutputLayout) -> None:
+    """A segment whose decoding stopped early keeps no marker, even when every frame the run
+    wanted of it came before the break (--every-nth-frame): a re-run must decode it again
+    and fail the same way, not reuse it as a clean one and call the input done."""
+    for status in state.statuses:
+        if status.error is not None and status.unit.kind == "video":
+            markers.delete_segment_marker(status.unit, layout)
+
+
 def _finish(state: InputState, cfg: RunConfig) -> dict:
+    forget_broken_segments(state, cfg.layout)
     errors = list(state.errors) + unit_errors(state)
     errors += missing_segment_videos(state, errors)
     layout = cfg.layout

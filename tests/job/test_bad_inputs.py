@@ -108,6 +108,20 @@ def test_truncated_video_keeps_decoded_frames_and_reports_the_rest(mixed_inputs,
     assert probe(str(out / "videos" / f"{naming.input_id(str(source))}.mp4")).frame_count == len(rows)
 
 
+def test_a_truncated_video_stays_failed_on_a_rerun_though_every_frame_it_wants_decoded(
+        tiny_model, mixed_inputs, tmp_path):
+    """With --every-nth-frame the frames a run wants may all come before the cut: the input
+    still fails (its decoding stopped early), and a re-run decodes it again and fails the
+    same way, rather than reusing the segment as a clean one and calling the input done."""
+    source = mixed_inputs["truncated"]
+    out = tmp_path / "out"
+    for _ in range(2):
+        assert segment([source], out, *tiny_model, "--every-nth-frame", "50") == 3
+        assert [r["step"] for r in _errors(out, source)] == ["decode"]
+        assert _outputs_of(out, source)["done"] == []
+        assert [r["frame_index"] for r in coverage(out)] == [0]
+
+
 def test_an_unwritable_segment_video_is_an_error_record_and_nothing_else_is_lost(tiny_model, tmp_path):
     clip = make_index_video(tmp_path / "clip.mp4", 12)
     out = tmp_path / "out"
@@ -246,11 +260,13 @@ def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     (["segment", "IMG", "--output", "OUT", "--alpha", "2"], "--alpha"),
     (["segment", "IMG", "--output", "OUT", "--every-nth-frame", "0"], "--every-nth-frame"),
     (["segment", "IMG"], "--output"),
+    (["segment", "IMG", "--output", "OUT", "--labels", "BLOCKED"], "holds no class names"),
+    (["segment", "IMG", "--output", "OUT", "--labels", "IMG"], "is not UTF-8 text"),
     (["frobnicate"], "unknown command"),
 ])
 def test_bad_usage_exits_2_with_one_line_and_no_traceback(tmp_path, args, fragment):
     blocked = tmp_path / "a-file"
-    blocked.write_text("not a directory")
+    blocked.write_text("")  # not a directory, and no class names
     image = str(DATA / "images" / "dashcam" / "vehicle_test1.jpg")
     args = [a.replace("OUT", str(tmp_path / "out")).replace("BLOCKED", str(blocked))
             .replace("IMG", image) for a in args]
