@@ -13,6 +13,7 @@ is segmented upright, and its outputs are upright too.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from typing import BinaryIO
 
@@ -59,8 +60,9 @@ def decode_image(data: bytes | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     except Image.DecompressionBombError as exc:  # far over: Pillow refused it from the header
-        raise ImageTooLargeError(f"image is over the limit of {max_pixels} pixels (raise it with "
-                                 f"--max-image-pixels): {exc}") from None
+        size = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow's own limit is not the user's
+        raise ImageTooLargeError(f"image is {size.group(1) + ' pixels, ' if size else ''}over the "
+                                 f"limit of {max_pixels} (raise it with --max-image-pixels)") from None
     except Image.UnidentifiedImageError:  # never quote its bytes: they may be anyone's secret
         raise ValueError("not a readable image (not a format Pillow reads)") from None
     width, height = image.size

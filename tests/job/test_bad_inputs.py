@@ -306,6 +306,9 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path):
     for source in (bomb, small):
         (record,) = _errors(out, source)
         assert record["step"] == "decode" and "ImageTooLargeError" in record["reason"], record
+        # one limit named, the user's (Pillow's own, past which it refuses from the header, is not)
+        assert "over the limit of 900000 (raise it with --max-image-pixels)" in record["reason"], record
+    assert "image is 1600000000 pixels, over" in _errors(out, bomb)[0]["reason"]
 
 
 def test_overwrite_with_other_segments_leaves_no_stale_rows_or_markers(tiny_model, tmp_path):
