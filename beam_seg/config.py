@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -46,43 +47,55 @@ TEMPORAL_PRESETS = {"fast": 0, "balanced": 1, "high": 1}
 KEYFRAME_PRESETS = {"fast": 1, "balanced": 4, "high": 1}
 
 
+def _number(text: str, kind: type, what: str) -> Any:
+    """`text` as an int or float, or argparse's one-line error saying what was expected
+    (argparse itself would name the type function: "invalid unit_interval value")."""
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: must be {what}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be {what}, not {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError("must be a positive integer")
     return value
 
 
 def non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _number(text, int, "0 or a positive integer")
     if value < 0:
         raise argparse.ArgumentTypeError("must be 0 or a positive integer")
     return value
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float, "a positive number")
     if not value > 0:
         raise argparse.ArgumentTypeError("must be a positive number")
     return value
 
 
 def non_negative_float(text: str) -> float:
-    value = float(text)
+    value = _number(text, float, "0 or a positive number")
     if not value >= 0:
         raise argparse.ArgumentTypeError("must be 0 or a positive number")
     return value
 
 
 def fraction(text: str) -> float:
-    value = float(text)
+    value = _number(text, float, "between 0 and 0.9")
     if not 0.0 <= value <= 0.9:
         raise argparse.ArgumentTypeError("must be between 0 and 0.9")
     return value
 
 
 def unit_interval(text: str) -> float:
-    value = float(text)
+    value = _number(text, float, "between 0 and 1")
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError("must be between 0 and 1")
     return value

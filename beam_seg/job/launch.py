@@ -39,8 +39,15 @@ from beam_seg.pipeline.transforms import SegmentInputs
 log = logging.getLogger("beam_seg")
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A bad argument is one line, as the other commands say it, not a usage block first."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(prog: str = "beam-seg segment") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog=prog, allow_abbrev=False,
         description="Semantic segmentation of images and videos with DeepLab.",
         epilog="Any other --option must be one of Beam's PipelineOptions (e.g. --runner, "

@@ -260,6 +260,8 @@ def _cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     (["segment", "IMG", "--output", "OUT", "--alpha", "2"], "--alpha"),
     (["segment", "IMG", "--output", "OUT", "--every-nth-frame", "0"], "--every-nth-frame"),
     (["segment", "IMG"], "--output"),
+    (["segment", "IMG", "--output", "OUT", "--alpha", "abc"], "'abc' is not a number: must be between"),
+    (["segment", "IMG", "--output", "OUT", "--tile-scale", "inf"], "must be a positive number, not 'inf'"),
     (["segment", "IMG", "--output", "OUT", "--labels", "BLOCKED"], "holds no class names"),
     (["segment", "IMG", "--output", "OUT", "--labels", "IMG"], "is not UTF-8 text"),
     (["frobnicate"], "unknown command"),
@@ -272,7 +274,7 @@ def test_bad_usage_exits_2_with_one_line_and_no_traceback(tmp_path, args, fragme
             .replace("IMG", image) for a in args]
     result = _cli(*args)
     assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr and "usage:" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and fragment in errors[0], result.stderr
 
