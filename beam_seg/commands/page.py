@@ -32,6 +32,7 @@ table { border-collapse: collapse; font-size: 12.5px; }
 th, td { padding: 4px 6px; border-bottom: 1px solid #e6e6e6; white-space: nowrap; }
 td.wrap { white-space: normal; }
 .nw { white-space: nowrap; }
+table.failures td:last-child { white-space: normal; overflow-wrap: anywhere; }
 .bar { display: inline-block; height: 10px; vertical-align: -1px; border-radius: 2px; }
 th { background: #f4f4f4; text-align: left; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -119,6 +120,7 @@ class PageContent:
     thumbnails: Sequence[Thumbnail]
     link_base: str | None  # relative URL of OUT seen from the page; None: files not reachable
     warnings: Sequence[str] = ()  # the out-of-domain warning's lines (`domain.py`)
+    failures: Sequence[tuple[str, str, str]] = ()  # (input id, source, cause) of failed inputs
 
 
 def warning_html(lines: Sequence[str]) -> str:
@@ -126,6 +128,20 @@ def warning_html(lines: Sequence[str]) -> str:
     if not lines:
         return ""
     return '<div class="warn">' + "<br>".join(html.escape(line) for line in lines) + "</div>"
+
+
+def failures_html(failures: Sequence[tuple[str, str, str]]) -> str:
+    """The inputs the run could not finish, with the cause of each; nothing when none failed."""
+    if not failures:
+        return ""
+    esc = html.escape
+    rows = "".join(f'<tr><td title="{esc(source)}">{esc(iid)}</td><td>{esc(reason)}</td></tr>'
+                   for iid, source, reason in failures)
+    return ("<h2>Failed inputs</h2>"
+            f'<p class="note">{len(failures)} input{"" if len(failures) == 1 else "s"} could not be '
+            "finished; each one's error records are in <code>OUT/errors/&lt;input&gt;.jsonl</code>, "
+            "and a re-run of the same command tries them again. Hover an input for its source.</p>"
+            f'<table class="failures"><tr><th>input</th><th>cause</th></tr>{rows}</table>')
 
 
 def _thumbnail(t: Thumbnail, link_base: str | None) -> str:
@@ -152,9 +168,11 @@ def html_report(page: PageContent) -> str:
         f"<style>{PAGE_CSS}{timeline.PLAYER_CSS}</style></head><body>",
         "<h1>beam_seg report</h1>",
         f'<p class="meta"><code>{esc(page.out)}</code> &middot; {page.total_inputs} inputs &middot; '
-        f"{frames} frames &middot; model {esc(', '.join(page.models))} &middot; generated "
+        + (f"{len(page.failures)} failed &middot; " if page.failures else "")
+        + f"{frames} frames &middot; model {esc(', '.join(page.models))} &middot; generated "
         f"{datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}</p>",
         warning_html(page.warnings),
+        failures_html(page.failures),
         "<h2>Inputs</h2>",
         '<p class="note">Class columns: mean share of the frame over the input\'s frames, for the '
         "classes that cover most of the run. Duration: the time the video's frames span. "

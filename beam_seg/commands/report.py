@@ -32,6 +32,8 @@ from beam_seg.commands.queries import (
 from beam_seg.commands.table import class_color, class_name, fraction_columns, open_coverage
 from beam_seg.commands.terminal import format_duration, terminal_report
 from beam_seg.labels import LabelSet
+from beam_seg.naming import OutputLayout
+from beam_seg.pipeline.error_records import recorded_failures
 from beam_seg.tables import domain
 
 
@@ -94,10 +96,14 @@ def build_report(out: str, html_path: str | None = None, max_plots: int = 50) ->
         storage.write_bytes(legend_path, legend_png)
         thumbnails = load_thumbnails(cov)
         warnings = out_of_domain(cov)
+        failures = recorded_failures(OutputLayout(out))
         page = html_report(PageContent(out, inputs, total, models, mixes, drives, skipped,
-                                       legend_png, thumbnails, base, warnings))
+                                       legend_png, thumbnails, base, warnings, failures))
     storage.write_bytes(html_path, page.encode("utf-8"))
     text = terminal_report(inputs, total, mixes)
+    if failures:
+        text += f"\n\n{len(failures)} failed (error records in {storage.join(out, 'errors')}):\n" + \
+            "\n".join(f"failed: {source or iid}: {reason}" for iid, source, reason in failures)
     if warnings:
         text += "\n\nwarning: " + "\n         ".join(warnings)
     return text, ReportPaths(html_path, legend_path, plot_paths)

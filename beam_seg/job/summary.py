@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from typing import TextIO
@@ -12,8 +11,7 @@ import apache_beam as beam
 from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
-from beam_seg.pipeline.finish import first_cause
-from beam_seg.pipeline.records import ErrorRecord
+from beam_seg.pipeline.error_records import recorded_failures
 from beam_seg.pipeline.transforms import NAMESPACE
 from beam_seg.tables import domain
 
@@ -46,22 +44,9 @@ MAX_FAILURES_SHOWN = 20
 
 def failed_inputs(plan: Plan, cfg: RunConfig) -> list[tuple[str, str]]:
     """(source, the reason of its cause) of every input this run processed that has error
-    records; read from errors/*.jsonl, so it works the same on every runner."""
-    layout = cfg.layout
+    records."""
     ids = {naming.input_id(uri): uri for uri in plan.inputs}
-    failures = []
-    for uri in sorted(storage.list_files(layout.errors_glob())):
-        iid = uri.rsplit("/", 1)[-1][: -len(".jsonl")]
-        if iid not in ids:
-            continue
-        try:
-            records = [ErrorRecord(**json.loads(line)) for line in storage.read_bytes(uri).splitlines()]
-            cause = first_cause(records)
-            reason = f"{cause.step}: {cause.reason}"
-        except (OSError, ValueError, IndexError, KeyError, TypeError):
-            reason = "see its error record"
-        failures.append((ids[iid], reason))
-    return failures
+    return [(ids[iid], reason) for iid, _, reason in recorded_failures(cfg.layout) if iid in ids]
 
 
 def print_failures(failures: list[tuple[str, str]], stream: TextIO | None = None) -> None:

@@ -14,6 +14,7 @@ from beam_seg.config import RunConfig
 from beam_seg.media import video
 from beam_seg.naming import OutputLayout
 from beam_seg.pipeline import markers
+from beam_seg.pipeline.error_records import first_cause
 from beam_seg.pipeline.records import ErrorRecord, UnitStatus, UnitWritten, WorkUnit
 from beam_seg.tables import events
 from beam_seg.tables.events import EventSettings
@@ -256,12 +257,6 @@ def _summary(state: InputState, layout: OutputLayout, video_uri: str | None,
             "frames": state.frames, "errors": len(errors),
             "video": layout.relative(video_uri) if video_uri else None,
             "first_error": first_cause(errors).reason if errors else None}
-
-
-def first_cause(errors: list[ErrorRecord]) -> ErrorRecord:
-    """The error to show first: one that caught an exception (it has a traceback) says why,
-    where a derived one ('3 of 10 frames have no outputs') only says what is missing."""
-    return next((e for e in errors if e.details), errors[0])
 
 
 def forget_broken_segments(state: InputState, layout: OutputLayout) -> None:

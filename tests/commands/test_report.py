@@ -481,3 +481,31 @@ def test_report_and_eval_read_a_gcs_output(gcs_bucket, tmp_path):
     remote_scores = evaluate(remote, str(FRANKFURT_DIR))
     assert remote_scores == evaluate(str(local), str(FRANKFURT_DIR))
     assert remote_scores["frames"] == 1
+
+
+def test_the_report_lists_failed_inputs_with_their_cause(tiny_model, tmp_path):
+    """Inputs that failed have no coverage rows; the report still names them, with the cause
+    from their error records, on the terminal and on the page (escaped: a file name is not
+    markup), and forgets them once a re-run finishes them."""
+    sources = tmp_path / "in"
+    sources.mkdir()
+    good = sources / "street.jpg"
+    Image.open(DATA / "images" / "dashcam" / "vehicle_test1.jpg").save(good)
+    hostile = sources / "<img src=x onerror=alert(1)>.jpg"
+    hostile.write_text("not an image")
+    out = tmp_path / "out"
+    assert segment([good, hostile], out, *tiny_model, "--quality", "fast") == 3
+    code, text, _ = run_in_process("report", out)
+    assert code == 0
+    assert f"failed: {hostile}: decode: ValueError: not a readable image" in text
+    page = (out / "report" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>Failed inputs</h2>" in page and "1 failed &middot;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page
+    assert "not a readable image" in page
+
+    hostile.unlink()  # the file mended: a re-run finishes it and its error record goes
+    Image.open(DATA / "images" / "dashcam" / "vehicle_test1.jpg").save(hostile)
+    assert segment([good, hostile], out, *tiny_model, "--quality", "fast") == 0
+    code, text, _ = run_in_process("report", out)
+    assert "failed: " not in text and "error records in" not in text
+    assert "Failed inputs" not in (out / "report" / "report.html").read_text(encoding="utf-8")
