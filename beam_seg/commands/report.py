@@ -33,7 +33,7 @@ from beam_seg.commands.table import class_color, class_name, fraction_columns, o
 from beam_seg.commands.terminal import format_duration, terminal_report
 from beam_seg.labels import LabelSet
 from beam_seg.naming import OutputLayout
-from beam_seg.pipeline.error_records import recorded_failures
+from beam_seg.pipeline.error_records import failure_lines, recorded_failures
 from beam_seg.tables import domain
 
 
@@ -103,7 +103,7 @@ def build_report(out: str, html_path: str | None = None, max_plots: int = 50) ->
     text = terminal_report(inputs, total, mixes)
     if failures:
         text += f"\n\n{len(failures)} failed (error records in {storage.join(out, 'errors')}):\n" + \
-            "\n".join(f"failed: {source or iid}: {reason}" for iid, source, reason in failures)
+            "\n".join(failure_lines([(source or iid, reason) for iid, source, reason in failures]))
     if warnings:
         text += "\n\nwarning: " + "\n         ".join(warnings)
     return text, ReportPaths(html_path, legend_path, plot_paths)

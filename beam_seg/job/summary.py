@@ -11,7 +11,7 @@ import apache_beam as beam
 from beam_seg import naming, storage
 from beam_seg.config import RunConfig
 from beam_seg.job.inputs import Plan
-from beam_seg.pipeline.error_records import recorded_failures
+from beam_seg.pipeline.error_records import failure_lines, recorded_failures
 from beam_seg.pipeline.transforms import NAMESPACE
 from beam_seg.tables import domain
 
@@ -46,16 +46,13 @@ def failed_inputs(plan: Plan, cfg: RunConfig) -> list[tuple[str, str]]:
     """(source, the reason of its cause) of every input this run processed that has error
     records."""
     ids = {naming.input_id(uri): uri for uri in plan.inputs}
-    return [(ids[iid], reason) for iid, _, reason in recorded_failures(cfg.layout) if iid in ids]
+    return [(ids[iid], reason) for iid, _, reason in recorded_failures(cfg.layout, only=ids)]
 
 
 def print_failures(failures: list[tuple[str, str]], stream: TextIO | None = None) -> None:
     """One line per failed input, at most MAX_FAILURES_SHOWN, then how many more."""
-    stream = stream or sys.stdout
-    for source, reason in failures[:MAX_FAILURES_SHOWN]:
-        print(f"failed: {source}: {reason}", file=stream)
-    if len(failures) > MAX_FAILURES_SHOWN:
-        print(f"... and {len(failures) - MAX_FAILURES_SHOWN} more failed inputs", file=stream)
+    for line in failure_lines(failures, MAX_FAILURES_SHOWN):
+        print(line, file=stream or sys.stdout)
 
 
 # Inputs whose coverage files the summary reads for the out-of-domain check: about 1 ms a
