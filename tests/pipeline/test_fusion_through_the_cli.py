@@ -14,6 +14,8 @@ one unit): scene 1 0.611 against 0.593, scene 2 0.532 against 0.511, flicker 0.0
 from __future__ import annotations
 
 import subprocess
+import sys
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -22,11 +24,14 @@ from PIL import Image
 
 from beam_seg.commands.evaluate import confusion_matrix, scores
 from beam_seg.labels import CITYSCAPES
-from beam_seg.media import flow, video
+from beam_seg.media import video
 from beam_seg.media.pixels import resize_nearest
 
 from cli_runs import run_in_process
 from conftest import DATA
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import quality_sets  # the harness's flicker measure and decode
 
 pytestmark = pytest.mark.real_model
 
@@ -66,13 +71,11 @@ def _miou(labels: np.ndarray, truth_path) -> float:
 
 
 def _flicker_within_scenes(clip, labels: list[np.ndarray]) -> float:
-    """Flow-compensated flicker over consecutive pairs of one scene (the pair across the cut
-    is left out: there every label may change)."""
-    info = video.probe(str(clip))
-    frames = video.decode_frames(str(clip), info, video.plan_segments(info, info.frame_count)[0])
-    greys = [flow.small_grey(frame) for frame in frames]
-    return float(np.mean([flow.flicker(labels[t], labels[t - 1], flow.dense_flow(greys[t], greys[t - 1]))
-                          for t in range(1, len(labels)) if t != SCENE_LENGTH]))
+    """The harness's flow-compensated flicker of each scene, averaged (both have as many
+    pairs): the pair across the cut is left out, there every label may change."""
+    frames = quality_sets.decode(clip)
+    scenes = [slice(0, SCENE_LENGTH), slice(SCENE_LENGTH, 2 * SCENE_LENGTH)]
+    return float(np.mean([quality_sets.compensated_flicker(frames[s], labels[s]) for s in scenes]))
 
 
 def test_the_default_run_keeps_each_scenes_miou_and_cuts_flicker(two_scenes, tmp_path):
