@@ -75,17 +75,17 @@ def blend(rgb: np.ndarray, colors: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def id_histogram(ids: np.ndarray) -> np.ndarray:
-    """Pixel count of each id 0..255 (int64), by OpenCV in runs of fewer than 2^24 pixels,
-    where its float32 counts are exact (np.bincount would first copy a huge map as int64:
-    384 MB for a 48 MP photo's)."""
-    if ids.size < FLOAT32_EXACT:
-        hist = cv2.calcHist([np.ascontiguousarray(ids)], [0], None, [256], [0, 256])
-        return hist.ravel().astype(np.int64)
-    flat = np.ascontiguousarray(ids).reshape(-1, 1)
+    """Pixel count of each id 0..255 (int64), by OpenCV over bands of rows of fewer than 2^24
+    pixels, where its float32 counts are exact (np.bincount would first copy a huge map as
+    int64: 384 MB for a 48 MP photo's). A frame's map is one band."""
+    grid = np.ascontiguousarray(ids)
+    if grid.ndim != 2 or grid.shape[1] >= FLOAT32_EXACT:  # a row too long for one band
+        grid = grid.reshape(-1, 1)
+    rows = max(1, (FLOAT32_EXACT - 1) // max(1, grid.shape[1]))
     total = np.zeros(256, np.int64)
-    for start in range(0, len(flat), FLOAT32_EXACT - 1):
-        run = flat[start:start + FLOAT32_EXACT - 1]
-        total += cv2.calcHist([run], [0], None, [256], [0, 256]).ravel().astype(np.int64)
+    for start in range(0, grid.shape[0], rows):
+        band = grid[start:start + rows]
+        total += cv2.calcHist([band], [0], None, [256], [0, 256]).ravel().astype(np.int64)
     return total
 
 

@@ -64,6 +64,8 @@ def test_histogram_counts_every_id_exactly_even_past_float32_precision():
     big[0, 0] = 7
     hist = pixels.id_histogram(big)
     assert hist[0] == big.size - 1 and hist[7] == 1 and hist.dtype == np.int64
+    row = np.random.default_rng(5).integers(0, 256, (1, 2**24 + 3), dtype=np.uint8)  # one row past it
+    np.testing.assert_array_equal(pixels.id_histogram(row), np.bincount(row.ravel(), minlength=256))
 
 
 def test_histogram_of_a_huge_map_allocates_no_copy_of_it():
